@@ -1,0 +1,78 @@
+"""Unauthenticated routes: service info, health, and the self-hosted API docs."""
+
+from importlib.resources import files
+from typing import Literal
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+
+from app.core.config import SERVICE_NAME, SERVICE_VERSION
+
+# Swagger UI and ReDoc bundles ship inside the fastapi-offline wheel, so /docs works with no CDN.
+DOCS_ASSETS_URL = "/docs-assets"
+_DOCS_ASSETS_DIR = str(files("fastapi_offline") / "static")
+
+router = APIRouter()
+
+
+class Health(BaseModel):
+    status: Literal["healthy"]
+    service: str
+    version: str
+
+
+class ServiceInfo(BaseModel):
+    service: str
+    version: str
+    docs: str
+    redoc: str
+    openapi: str
+
+
+@router.get("/", response_model=ServiceInfo, tags=["meta"], summary="Service name, version and doc links")
+async def root() -> ServiceInfo:
+    return ServiceInfo(
+        service=SERVICE_NAME, version=SERVICE_VERSION, docs="/docs", redoc="/redoc", openapi="/openapi.json"
+    )
+
+
+@router.get("/health", response_model=Health, tags=["meta"], summary="Liveness: the process is up")
+async def health() -> Health:
+    return Health(status="healthy", service=SERVICE_NAME, version=SERVICE_VERSION)
+
+
+def install_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs and ReDoc at /redoc, with their JS and CSS served from this service."""
+    app.mount(DOCS_ASSETS_URL, StaticFiles(directory=_DOCS_ASSETS_DIR), name="docs-assets")
+    oauth2_redirect_url = "/docs/oauth2-redirect"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root_path = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root_path}{app.openapi_url}",
+            title=f"{app.title} - Swagger UI",
+            oauth2_redirect_url=f"{root_path}{oauth2_redirect_url}",
+            swagger_js_url=f"{root_path}{DOCS_ASSETS_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root_path}{DOCS_ASSETS_URL}/swagger-ui.css",
+            swagger_favicon_url=f"{root_path}{DOCS_ASSETS_URL}/favicon.png",
+            swagger_ui_parameters={"persistAuthorization": True},
+        )
+
+    @app.get(oauth2_redirect_url, include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root_path = request.scope.get("root_path", "")
+        return get_redoc_html(
+            openapi_url=f"{root_path}{app.openapi_url}",
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{root_path}{DOCS_ASSETS_URL}/redoc.standalone.js",
+            redoc_favicon_url=f"{root_path}{DOCS_ASSETS_URL}/favicon.png",
+            with_google_fonts=False,
+        )

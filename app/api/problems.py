@@ -1,0 +1,102 @@
+"""RFC 9457 problem+json responses: one place turns every error into the same shape."""
+
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any, cast
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.core.errors import PROBLEM_TYPE_BASE, DomainError
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+class FieldError(BaseModel):
+    location: str
+    message: str
+    type: str
+
+
+class Problem(BaseModel):
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = None
+
+
+def problem_response(
+    status: int,
+    type_: str,
+    title: str,
+    detail: str,
+    *,
+    errors: list[FieldError] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    problem = Problem(type=type_, title=title, status=status, detail=detail, errors=errors)
+    return JSONResponse(
+        problem.model_dump(exclude_none=True),
+        status_code=status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+def _location(loc: Sequence[int | str]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+    exc = cast(DomainError, exc)
+    return problem_response(exc.status_code, exc.problem_type(), exc.title, exc.detail, headers=exc.headers())
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    errors = [
+        FieldError(location=_location(error["loc"]), message=error["msg"], type=error["type"])
+        for error in cast(RequestValidationError, exc).errors()
+    ]
+    return problem_response(
+        422,
+        PROBLEM_TYPE_BASE + "validation-error",
+        "Validation error",
+        "The request is not valid; see errors for each field.",
+        errors=errors,
+    )
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    exc = cast(StarletteHTTPException, exc)
+    title = HTTPStatus(exc.status_code).phrase
+    detail = exc.detail if isinstance(exc.detail, str) else title
+    return problem_response(exc.status_code, "about:blank", title, detail, headers=dict(exc.headers or {}))
+
+
+async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+    # The exception is re-raised by Starlette after this response is sent, so it is still logged
+    # with its traceback; the client never sees it.
+    return problem_response(500, "about:blank", "Internal Server Error", "An unexpected error occurred.")
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries for the problems a route can answer with."""
+    return {
+        status: {
+            "model": Problem,
+            "description": HTTPStatus(status).phrase,
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in statuses
+    }

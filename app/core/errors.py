@@ -1,0 +1,70 @@
+"""Domain errors. Each carries its HTTP status and RFC 9457 problem type; one handler renders them."""
+
+from typing import ClassVar
+
+# Relative URI references (RFC 9457 §3.1.1); the README lists every problem type.
+PROBLEM_TYPE_BASE = "/problems/"
+
+
+class DomainError(Exception):
+    status_code: ClassVar[int] = 400
+    slug: ClassVar[str] = "bad-request"
+    title: ClassVar[str] = "Bad request"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    @classmethod
+    def problem_type(cls) -> str:
+        return PROBLEM_TYPE_BASE + cls.slug
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class NotAuthenticated(DomainError):
+    status_code = 401
+    slug = "not-authenticated"
+    title = "Not authenticated"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
+
+
+class Forbidden(DomainError):
+    status_code = 403
+    slug = "forbidden"
+    title = "Forbidden"
+
+
+class PaymentNotFound(DomainError):
+    status_code = 404
+    slug = "payment-not-found"
+    title = "Payment not found"
+
+
+class DuplicatePayment(DomainError):
+    status_code = 409
+    slug = "duplicate-payment"
+    title = "Duplicate payment"
+
+
+class IllegalStatusTransition(DomainError):
+    status_code = 409
+    slug = "illegal-status-transition"
+    title = "Illegal status transition"
+
+
+class ImmutableField(DomainError):
+    status_code = 409
+    slug = "immutable-field"
+    title = "Field cannot be changed"
+
+
+class InvalidPayment(DomainError):
+    """A request that is well-formed but breaks a rule that needs the stored payment to check."""
+
+    status_code = 422
+    slug = "invalid-payment"
+    title = "Invalid payment"

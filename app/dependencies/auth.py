@@ -1,0 +1,34 @@
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from app.core.errors import Forbidden, NotAuthenticated
+from app.core.security import InvalidToken, Principal, decode_access_token
+
+# auto_error=False: a missing header is reported by us as a 401 problem, not by FastAPI as a 403.
+bearer_scheme = HTTPBearer(auto_error=False, description="A JWT signed with SECRET_KEY (see `make token`).")
+
+
+async def get_current_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> Principal:
+    if credentials is None:
+        raise NotAuthenticated("Missing bearer token")
+    try:
+        return decode_access_token(credentials.credentials, request.app.state.settings)
+    except InvalidToken as exc:
+        raise NotAuthenticated("Invalid or expired token") from exc
+
+
+CurrentUser = Annotated[Principal, Depends(get_current_principal)]
+
+
+async def require_admin(principal: CurrentUser) -> Principal:
+    if not principal.is_admin:
+        raise Forbidden("This endpoint is for admins only")
+    return principal
+
+
+AdminUser = Annotated[Principal, Depends(require_admin)]

@@ -1,0 +1,51 @@
+"""The FastAPI application: `uvicorn app.main:app`."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from app.api import meta
+from app.api.problems import install_problem_handlers
+from app.api.v1 import api_router
+from app.core.config import SERVICE_NAME, SERVICE_VERSION, Settings, get_settings
+from app.core.database import create_engine, create_sessionmaker
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings)
+        app.state.sessionmaker = create_sessionmaker(engine)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title=SERVICE_NAME,
+        version=SERVICE_VERSION,
+        description="Records the payments of a property-booking platform.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    if settings.allowed_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.allowed_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+    install_problem_handlers(app)
+    meta.install_docs(app)
+    app.include_router(meta.router)
+    app.include_router(api_router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,181 @@
+from datetime import datetime
+from decimal import Decimal
+from math import ceil
+from typing import Annotated, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+
+from app.core.currencies import amount_problem, format_amount
+from app.models.enums import PaymentProvider, PaymentStatus
+from app.schemas.fields import (
+    Amount,
+    CurrencyCode,
+    CustomerEmail,
+    Description,
+    GatewayId,
+    PaymentMethodTypes,
+    Reference,
+    UtcDatetime,
+)
+
+
+def _check_amount(amount: Decimal, info: ValidationInfo) -> Decimal:
+    currency = info.data.get("currency")
+    if currency is not None:  # an invalid currency is reported on its own field
+        problem = amount_problem(amount, currency)
+        if problem is not None:
+            raise ValueError(problem)
+    elif amount <= 0:
+        raise ValueError("must be greater than 0")
+    return amount
+
+
+class PaymentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    payment_id: GatewayId | None = Field(default=None, examples=["pi_3Nabc123"])
+    checkout_session_id: GatewayId | None = Field(default=None, examples=["cs_test_a1b2c3"])
+    payment_method_id: GatewayId | None = None
+    payment_method_types: PaymentMethodTypes = Field(default_factory=list, examples=[["card"]])
+    payment_status: PaymentStatus = PaymentStatus.PENDING
+    provider: PaymentProvider
+    currency: CurrencyCode
+    amount_total: Amount
+    customer_id: Reference | None = None
+    customer_email: CustomerEmail | None = None
+    booking_id: Reference | None = None
+    property_id: Reference | None = None
+    description: Description | None = None
+    user_id: int | None = Field(
+        default=None,
+        deprecated=True,
+        description="Ignored: the owner is always the caller identified by the token.",
+    )
+
+    @field_validator("amount_total")
+    @classmethod
+    def _amount_matches_currency(cls, amount: Decimal, info: ValidationInfo) -> Decimal:
+        return _check_amount(amount, info)
+
+    @model_validator(mode="after")
+    def _needs_a_gateway_reference(self) -> Self:
+        if self.payment_id is None and self.checkout_session_id is None:
+            raise ValueError("payment_id or checkout_session_id is required")
+        return self
+
+
+class PaymentUpdate(BaseModel):
+    """PUT body: only the fields present are changed. Status, owner, provider and timestamps are
+    not fields here, so sending them is a 422 like any unknown field."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    payment_id: GatewayId | None = None
+    checkout_session_id: GatewayId | None = None
+    payment_method_id: GatewayId | None = None
+    payment_method_types: PaymentMethodTypes | None = None
+    currency: CurrencyCode | None = None
+    amount_total: Amount | None = None
+    customer_id: Reference | None = None
+    customer_email: CustomerEmail | None = None
+    booking_id: Reference | None = None
+    property_id: Reference | None = None
+    description: Description | None = None
+
+    @field_validator("payment_method_types", "currency", "amount_total")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("may be omitted but not null")
+        return value
+
+    @field_validator("amount_total")
+    @classmethod
+    def _amount_matches_currency(cls, amount: Decimal, info: ValidationInfo) -> Decimal:
+        return _check_amount(amount, info) if info.data.get("currency") else amount
+
+    def changes(self) -> dict[str, object]:
+        return self.model_dump(include=self.model_fields_set)
+
+
+class PaymentStatusUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    payment_status: PaymentStatus
+
+
+class PaymentRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    payment_id: str | None
+    checkout_session_id: str | None
+    payment_method_id: str | None
+    payment_method_types: list[str]
+    payment_status: PaymentStatus
+    provider: PaymentProvider
+    currency: str
+    amount_total: Annotated[
+        Decimal, Field(description="Decimal string with exactly the currency's minor-unit digits")
+    ]
+    customer_id: str | None
+    customer_email: str | None
+    booking_id: str | None
+    property_id: str | None
+    user_id: int
+    description: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @field_serializer("amount_total", return_type=str)
+    def _amount_as_string(self, amount: Decimal) -> str:
+        return format_amount(amount, self.currency)
+
+
+_RANGE_DOC = "Inclusive; ISO 8601 date-time, UTC when it has no offset"
+
+
+class PaymentListQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    page: int = Field(default=1, ge=1, le=1_000_000)
+    size: int = Field(default=20, ge=1, le=100)
+    payment_status: PaymentStatus | None = None
+    provider: PaymentProvider | None = None
+    currency: CurrencyCode | None = None
+    booking_id: Reference | None = None
+    property_id: Reference | None = None
+    created_from: UtcDatetime | None = Field(
+        default=None, description="Inclusive; ISO 8601, UTC if no offset"
+    )
+    created_to: UtcDatetime | None = Field(default=None, description="Inclusive; ISO 8601, UTC if no offset")
+
+    @model_validator(mode="after")
+    def _range_in_order(self) -> Self:
+        if self.created_from and self.created_to and self.created_from > self.created_to:
+            raise ValueError("created_from must not be after created_to")
+        return self
+
+
+class AdminPaymentListQuery(PaymentListQuery):
+    user_id: int | None = Field(default=None, ge=-(2**63), lt=2**63)
+
+
+class PaymentPage(BaseModel):
+    items: list[PaymentRead]
+    total: int
+    page: int
+    size: int
+    pages: int
+
+    @classmethod
+    def build(cls, items: list[PaymentRead], total: int, page: int, size: int) -> "PaymentPage":
+        return cls(items=items, total=total, page=page, size=size, pages=ceil(total / size))

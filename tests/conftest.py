@@ -1,0 +1,136 @@
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from app.core.config import Settings
+from app.core.security import ADMIN_ROLE, create_access_token
+from app.main import create_app
+from app.models import Payment, PaymentProvider, PaymentStatus
+from tests import databases
+
+TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256"
+
+
+@pytest.fixture(scope="session")
+def server_url() -> str:
+    return databases.server_url()
+
+
+@pytest.fixture(scope="session")
+def database_url(server_url: str) -> Iterator[str]:
+    """One database for the whole run, migrated once with Alembic."""
+    name = f"payment_service_test_{os.getpid()}"
+    url = databases.create_database(server_url, name)
+    databases.migrate(url)
+    yield url
+    databases.drop_database(server_url, name)
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return Settings(environment="test", database_url=database_url, secret_key=SecretStr(TEST_SECRET))
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(database_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """Each test runs inside one outer transaction that is rolled back at the end; the app's own
+    commits and rollbacks become savepoints inside it (join_transaction_mode="create_savepoint")."""
+    async with engine.connect() as connection:
+        transaction = await connection.begin()
+        try:
+            yield connection
+        finally:
+            await transaction.rollback()
+
+
+@pytest.fixture
+def sessionmaker(connection: AsyncConnection) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(
+        bind=connection, expire_on_commit=False, autoflush=False, join_transaction_mode="create_savepoint"
+    )
+
+
+@pytest.fixture
+async def db(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session for arranging data and checking what the app stored."""
+    async with sessionmaker() as session:
+        yield session
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings) -> FastAPI:
+    return create_app(settings)
+
+
+@pytest.fixture
+async def client(app: FastAPI, sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[httpx.AsyncClient]:
+    app.state.sessionmaker = sessionmaker
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
+TokenFactory = Callable[..., dict[str, str]]
+
+
+@pytest.fixture
+def auth(settings: Settings) -> TokenFactory:
+    """auth(user_id, admin=False) -> headers with a valid bearer token."""
+
+    def make(user_id: int, *, admin: bool = False) -> dict[str, str]:
+        token = create_access_token(user_id, settings, roles=[ADMIN_ROLE] if admin else [])
+        return {"Authorization": f"Bearer {token}"}
+
+    return make
+
+
+_sequence = iter(range(1, 10**9))
+
+
+async def make_payment(
+    db: AsyncSession,
+    *,
+    user_id: int = 1,
+    status: PaymentStatus = PaymentStatus.PENDING,
+    amount: str = "100.00",
+    currency: str = "USD",
+    provider: PaymentProvider = PaymentProvider.STRIPE,
+    created_at: datetime | None = None,
+    **fields: Any,
+) -> Payment:
+    """Insert one payment directly (not through the API) and return it."""
+    number = next(_sequence)
+    values: dict[str, Any] = {"payment_id": f"pi_test_{number}", **fields}
+    payment = Payment(
+        user_id=user_id,
+        payment_status=status,
+        amount_total=Decimal(amount),
+        currency=currency,
+        provider=provider,
+        **values,
+    )
+    if created_at is not None:
+        payment.created_at = created_at
+        payment.updated_at = created_at
+    db.add(payment)
+    await db.flush()
+    return payment
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
