@@ -1,6 +1,6 @@
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -8,7 +8,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from app.core.config import Settings
 from app.core.security import ADMIN_ROLE, create_access_token
@@ -113,8 +119,11 @@ async def make_payment(
     created_at: datetime | None = None,
     **fields: Any,
 ) -> Payment:
-    """Insert one payment directly (not through the API) and return it."""
+    """Insert one payment directly (not through the API) and return it. Without `created_at` it gets
+    a distinct time in the past, later for each call, so any update visibly moves updated_at."""
     number = next(_sequence)
+    if created_at is None:
+        created_at = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=number)
     values: dict[str, Any] = {"payment_id": f"pi_test_{number}", **fields}
     payment = Payment(
         user_id=user_id,
@@ -124,13 +133,12 @@ async def make_payment(
         provider=provider,
         **values,
     )
-    if created_at is not None:
-        payment.created_at = created_at
-        payment.updated_at = created_at
+    payment.created_at = created_at
+    payment.updated_at = created_at
     db.add(payment)
     await db.flush()
     return payment
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)

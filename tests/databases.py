@@ -4,12 +4,11 @@ import asyncio
 import os
 from pathlib import Path
 
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
-
-from alembic import command
-from alembic.config import Config
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED_TEST_DATA_DIR = PROJECT_ROOT / ".data" / "test-postgres"

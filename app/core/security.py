@@ -61,9 +61,7 @@ def create_access_token(
     expires_in: timedelta | None = None,
 ) -> str:
     now = datetime.now(UTC)
-    lifetime = (
-        expires_in if expires_in is not None else timedelta(minutes=settings.access_token_expire_minutes)
-    )
+    lifetime = expires_in if expires_in is not None else timedelta(minutes=settings.access_token_expire_minutes)
     claims: dict[str, object] = {
         "sub": str(user_id),
         "user_id": user_id,

@@ -56,9 +56,7 @@ class Payment(Base):
         Enum(PaymentProvider, name="payment_provider", values_callable=_enum_values), nullable=False
     )
     description: Mapped[str | None] = mapped_column(String(DESCRIPTION_LENGTH))
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), nullable=False, server_default=func.now()
-    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now(), onupdate=func.now()
     )
@@ -68,9 +66,7 @@ class Payment(Base):
     __mapper_args__ = {"eager_defaults": True}
 
     __table_args__ = (
-        CheckConstraint(
-            "payment_id IS NOT NULL OR checkout_session_id IS NOT NULL", name="has_gateway_reference"
-        ),
+        CheckConstraint("payment_id IS NOT NULL OR checkout_session_id IS NOT NULL", name="has_gateway_reference"),
         CheckConstraint("amount_total > 0", name="amount_positive"),
         CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso_code"),
         # Serves the owner's list (newest first) and keyset pages on (created_at, id).

@@ -39,9 +39,7 @@ class PaymentFilters:
             (Payment.booking_id, self.booking_id),
             (Payment.property_id, self.property_id),
         ]
-        conditions: list[ColumnElement[bool]] = [
-            column == value for column, value in equals if value is not None
-        ]
+        conditions: list[ColumnElement[bool]] = [column == value for column, value in equals if value is not None]
         if self.created_from is not None:
             conditions.append(Payment.created_at >= self.created_from)
         if self.created_to is not None:
@@ -73,9 +71,7 @@ class PaymentRepository:
         statement = select(Payment).where(*filters.conditions()).order_by(Payment.created_at, Payment.id)
         return list(await self.session.scalars(statement))
 
-    async def list_page(
-        self, filters: PaymentFilters, *, offset: int, limit: int
-    ) -> tuple[list[Payment], int]:
+    async def list_page(self, filters: PaymentFilters, *, offset: int, limit: int) -> tuple[list[Payment], int]:
         """One page, newest first, and the number of rows matching the filters."""
         conditions = filters.conditions()
         page = (

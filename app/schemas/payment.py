@@ -123,9 +123,7 @@ class PaymentRead(BaseModel):
     payment_status: PaymentStatus
     provider: PaymentProvider
     currency: str
-    amount_total: Annotated[
-        Decimal, Field(description="Decimal string with exactly the currency's minor-unit digits")
-    ]
+    amount_total: Annotated[Decimal, Field(description="Decimal string with exactly the currency's minor-unit digits")]
     customer_id: str | None
     customer_email: str | None
     booking_id: str | None
@@ -153,9 +151,7 @@ class PaymentListQuery(BaseModel):
     currency: CurrencyCode | None = None
     booking_id: Reference | None = None
     property_id: Reference | None = None
-    created_from: UtcDatetime | None = Field(
-        default=None, description="Inclusive; ISO 8601, UTC if no offset"
-    )
+    created_from: UtcDatetime | None = Field(default=None, description="Inclusive; ISO 8601, UTC if no offset")
     created_to: UtcDatetime | None = Field(default=None, description="Inclusive; ISO 8601, UTC if no offset")
 
     @model_validator(mode="after")

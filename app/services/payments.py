@@ -97,9 +97,7 @@ class PaymentService:
         try:
             return await self.payments.update(payment.id, changes)
         except UniqueViolation as exc:
-            raise DuplicatePayment(
-                "Another payment already has this payment_id or checkout_session_id"
-            ) from exc
+            raise DuplicatePayment("Another payment already has this payment_id or checkout_session_id") from exc
 
     @staticmethod
     def _check_amount(amount: Decimal, currency: str) -> None:

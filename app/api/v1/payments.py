@@ -23,9 +23,7 @@ PaymentIdPath = Annotated[int, Path(ge=1, le=2**63 - 1, description="The payment
 
 
 def _page(items: list[Payment], total: int, query: PaymentListQuery) -> PaymentPage:
-    return PaymentPage.build(
-        [PaymentRead.model_validate(item) for item in items], total, query.page, query.size
-    )
+    return PaymentPage.build([PaymentRead.model_validate(item) for item in items], total, query.page, query.size)
 
 
 @router.post(
