@@ -1,7 +1,8 @@
 """The FastAPI application: `uvicorn app.main:app`."""
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -11,6 +12,8 @@ from app.api.problems import install_problem_handlers
 from app.api.v1 import api_router
 from app.core.config import SERVICE_NAME, SERVICE_VERSION, Settings, get_settings
 from app.core.database import create_engine, create_sessionmaker
+from app.core.request_id import RequestIdMiddleware
+from app.services.housekeeping import purge_periodically
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -20,9 +23,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
         app.state.sessionmaker = create_sessionmaker(engine)
+        purge = asyncio.create_task(
+            purge_periodically(app.state.sessionmaker, settings.idempotency_purge_interval_seconds)
+        )
         try:
             yield
         finally:
+            purge.cancel()
+            with suppress(asyncio.CancelledError):
+                await purge
             await engine.dispose()
 
     app = FastAPI(
@@ -41,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["*"],
             allow_headers=["*"],
         )
+    app.add_middleware(RequestIdMiddleware)
     install_problem_handlers(app)
     meta.install_docs(app)
     app.include_router(meta.router)

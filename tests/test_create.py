@@ -55,6 +55,8 @@ async def test_create_returns_201_with_the_stored_payment(
         "property_id": "prop_1",
         "user_id": 7,
         "description": "Two nights",
+        "metadata": {},
+        "version": 1,
         "created_at": created["created_at"],
         "updated_at": created["created_at"],
     }

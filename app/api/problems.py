@@ -51,9 +51,12 @@ def _location(loc: Sequence[int | str]) -> str:
     return ".".join(str(part) for part in loc)
 
 
+def render_domain_error(error: DomainError) -> JSONResponse:
+    return problem_response(error.status_code, error.problem_type(), error.title, error.detail, headers=error.headers())
+
+
 async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
-    exc = cast(DomainError, exc)
-    return problem_response(exc.status_code, exc.problem_type(), exc.title, exc.detail, headers=exc.headers())
+    return render_domain_error(cast(DomainError, exc))
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:

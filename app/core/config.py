@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
     access_token_expire_minutes: int = Field(default=60, ge=1)
 
+    idempotency_key_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    # An in-flight key older than this is presumed abandoned (its process died) and may be retried.
+    idempotency_lock_timeout_seconds: int = Field(default=60, ge=1)
+    idempotency_purge_interval_seconds: float = Field(default=300, gt=0)
+
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: str = "INFO"
 

@@ -68,3 +68,30 @@ class InvalidPayment(DomainError):
     status_code = 422
     slug = "invalid-payment"
     title = "Invalid payment"
+
+
+class PreconditionFailed(DomainError):
+    status_code = 412
+    slug = "precondition-failed"
+    title = "Precondition failed"
+
+
+class InvalidIdempotencyKey(DomainError):
+    status_code = 400
+    slug = "invalid-idempotency-key"
+    title = "Invalid Idempotency-Key"
+
+
+class IdempotencyKeyReused(DomainError):
+    status_code = 422
+    slug = "idempotency-key-reused"
+    title = "Idempotency-Key reused"
+
+
+class IdempotencyKeyInFlight(DomainError):
+    status_code = 409
+    slug = "idempotency-key-in-flight"
+    title = "Request with this Idempotency-Key in progress"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}

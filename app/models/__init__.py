@@ -1,5 +1,15 @@
 from app.models.base import Base
 from app.models.enums import PaymentProvider, PaymentStatus
+from app.models.history import PaymentStatusHistory
+from app.models.idempotency import IdempotencyKey, IdempotencyState
 from app.models.payment import Payment
 
-__all__ = ["Base", "Payment", "PaymentProvider", "PaymentStatus"]
+__all__ = [
+    "Base",
+    "IdempotencyKey",
+    "IdempotencyState",
+    "Payment",
+    "PaymentProvider",
+    "PaymentStatus",
+    "PaymentStatusHistory",
+]

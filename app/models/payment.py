@@ -8,12 +8,13 @@ from sqlalchemy import (
     Enum,
     Identity,
     Index,
+    Integer,
     Numeric,
     String,
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base
@@ -56,6 +57,12 @@ class Payment(Base):
         Enum(PaymentProvider, name="payment_provider", values_callable=_enum_values), nullable=False
     )
     description: Mapped[str | None] = mapped_column(String(DESCRIPTION_LENGTH))
+    # `metadata` is reserved on declarative classes, hence the attribute name.
+    metadata_: Mapped[dict[str, str]] = mapped_column(
+        "metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")
+    )
+    # Bumped by every change; exposed as the ETag for optimistic concurrency (If-Match).
+    version: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("1"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now(), onupdate=func.now()

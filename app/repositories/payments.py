@@ -86,12 +86,12 @@ class PaymentRepository:
         return items, total or 0
 
     async def update(self, payment_id: int, values: dict[str, Any]) -> Payment:
-        """Apply `values` to one payment and return it as stored. A collision on a unique gateway id
+        """Apply `values` to one payment, bump its version, and return it as stored. A collision on a unique gateway id
         raises UniqueViolation and leaves the session usable (the UPDATE runs in a savepoint)."""
         statement = (
             update(Payment)
             .where(Payment.id == payment_id)
-            .values(**values, updated_at=func.now())
+            .values(**values, version=Payment.version + 1, updated_at=func.now())
             .returning(Payment)
             .execution_options(populate_existing=True)
         )

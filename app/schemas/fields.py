@@ -67,3 +67,17 @@ def _assume_utc(value: datetime) -> datetime:
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_assume_utc)]
+
+
+METADATA_MAX_KEYS = 50
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=40)]
+MetadataValue = Annotated[str, StringConstraints(max_length=500)]
+Metadata = Annotated[
+    dict[MetadataKey, MetadataValue],
+    Field(
+        max_length=METADATA_MAX_KEYS,
+        description="String keys (<= 40 chars) to string values (<= 500 chars), at most 50 keys. "
+        "On update, keys are merged into the stored ones; an empty-string value removes that key.",
+        examples=[{"order_ref": "A-1001"}],
+    ),
+]

@@ -4,6 +4,7 @@ from math import ceil
 from typing import Annotated, Self
 
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -21,6 +22,7 @@ from app.schemas.fields import (
     CustomerEmail,
     Description,
     GatewayId,
+    Metadata,
     PaymentMethodTypes,
     Reference,
     UtcDatetime,
@@ -54,6 +56,7 @@ class PaymentCreate(BaseModel):
     booking_id: Reference | None = None
     property_id: Reference | None = None
     description: Description | None = None
+    metadata: Metadata = Field(default_factory=dict)
     user_id: int | None = Field(
         default=None,
         deprecated=True,
@@ -89,8 +92,9 @@ class PaymentUpdate(BaseModel):
     booking_id: Reference | None = None
     property_id: Reference | None = None
     description: Description | None = None
+    metadata: Metadata | None = None
 
-    @field_validator("payment_method_types", "currency", "amount_total")
+    @field_validator("payment_method_types", "currency", "amount_total", "metadata")
     @classmethod
     def _not_null(cls, value: object) -> object:
         if value is None:
@@ -130,6 +134,8 @@ class PaymentRead(BaseModel):
     property_id: str | None
     user_id: int
     description: str | None
+    metadata: dict[str, str] = Field(validation_alias=AliasChoices("metadata_", "metadata"))
+    version: int
     created_at: datetime
     updated_at: datetime
 
@@ -175,3 +181,15 @@ class PaymentPage(BaseModel):
     @classmethod
     def build(cls, items: list[PaymentRead], total: int, page: int, size: int) -> "PaymentPage":
         return cls(items=items, total=total, page=page, size=size, pages=ceil(total / size))
+
+
+class StatusHistoryEntry(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    payment_id: int
+    from_status: PaymentStatus | None
+    to_status: PaymentStatus
+    actor: str = Field(description='"user:<id>" for API calls, the provider\'s name for webhooks')
+    request_id: str | None
+    created_at: datetime

@@ -1,6 +1,8 @@
-"""Business rules for payments: ownership, what may change, and status moves."""
+"""Business rules for payments: ownership, what may change, status moves and their history."""
 
+from collections.abc import Collection
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -11,20 +13,21 @@ from app.core.errors import (
     ImmutableField,
     InvalidPayment,
     PaymentNotFound,
+    PreconditionFailed,
 )
 from app.core.security import Principal
-from app.models import Payment, PaymentStatus
+from app.models import Payment, PaymentStatus, PaymentStatusHistory
+from app.repositories.history import StatusHistoryRepository
 from app.repositories.payments import PaymentFilters, PaymentRepository, UniqueViolation
-from app.schemas.payment import (
-    AdminPaymentListQuery,
-    PaymentCreate,
-    PaymentListQuery,
-    PaymentUpdate,
-)
+from app.schemas.fields import METADATA_MAX_KEYS
+from app.schemas.payment import AdminPaymentListQuery, PaymentCreate, PaymentListQuery, PaymentUpdate
 from app.services.status_rules import can_transition
 
 GATEWAY_REFERENCES = ("payment_id", "checkout_session_id")
 LOCKED_AFTER_PENDING = ("amount_total", "currency")
+
+# The versions an If-Match header accepts; None when the request has no If-Match (or `*`).
+ExpectedVersions = Collection[int] | None
 
 
 def _visible_to(payment: Payment | None, principal: Principal) -> Payment:
@@ -34,16 +37,35 @@ def _visible_to(payment: Payment | None, principal: Principal) -> Payment:
     return payment
 
 
+def _check_precondition(payment: Payment, expected: ExpectedVersions) -> None:
+    if expected is not None and payment.version not in expected:
+        raise PreconditionFailed(
+            f'The payment has changed (its ETag is now "{payment.version}"); fetch it again and retry'
+        )
+
+
+def merge_metadata(current: dict[str, str], changes: dict[str, str]) -> dict[str, str]:
+    """Stripe's rule: keys are merged, and an empty-string value removes the key."""
+    merged = {**current, **changes}
+    return {key: value for key, value in merged.items() if value != ""}
+
+
 class PaymentService:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, *, request_id: str | None = None) -> None:
         self.payments = PaymentRepository(session)
+        self.history = StatusHistoryRepository(session)
+        self.request_id = request_id
 
     async def create(self, principal: Principal, data: PaymentCreate) -> Payment:
-        values = data.model_dump(exclude={"user_id"})
+        values = data.model_dump(exclude={"user_id", "metadata"})
+        values["metadata_"] = merge_metadata({}, data.metadata)
         values["user_id"] = principal.user_id
         payment = await self.payments.insert_unless_duplicate(values)
         if payment is None:
             raise DuplicatePayment("A payment with this payment_id or checkout_session_id already exists")
+        await self.history.record(
+            payment.id, None, payment.payment_status, actor=principal.actor, request_id=self.request_id
+        )
         return payment
 
     async def get(self, principal: Principal, payment_id: int) -> Payment:
@@ -51,6 +73,10 @@ class PaymentService:
 
     async def get_by_gateway_id(self, principal: Principal, gateway_payment_id: str) -> Payment:
         return _visible_to(await self.payments.get_by_gateway_id(gateway_payment_id), principal)
+
+    async def status_history(self, principal: Principal, payment_id: int) -> list[PaymentStatusHistory]:
+        payment = _visible_to(await self.payments.get(payment_id), principal)
+        return await self.history.for_payment(payment.id)
 
     async def list_for_booking(self, principal: Principal, booking_id: str) -> list[Payment]:
         owner = None if principal.is_admin else principal.user_id
@@ -75,21 +101,20 @@ class PaymentService:
         )
         return await self.payments.list_page(filters, offset=(query.page - 1) * query.size, limit=query.size)
 
-    async def update(self, principal: Principal, payment_id: int, data: PaymentUpdate) -> Payment:
+    async def update(
+        self, principal: Principal, payment_id: int, data: PaymentUpdate, expected: ExpectedVersions = None
+    ) -> Payment:
         payment = _visible_to(await self.payments.get(payment_id, for_update=True), principal)
-        changes = data.changes()
-        for field in GATEWAY_REFERENCES:
-            # A gateway id may be filled in once it is known, never changed or cleared afterwards.
-            if field in changes and getattr(payment, field) not in (None, changes[field]):
-                raise ImmutableField(f"{field} is already set and cannot be changed")
-        money_changes = [field for field in LOCKED_AFTER_PENDING if field in changes]
-        if money_changes and payment.payment_status != PaymentStatus.PENDING:
-            changed = [f for f in money_changes if changes[f] != getattr(payment, f)]
-            if changed:
-                raise ImmutableField(
-                    f"{' and '.join(changed)} can only change while the payment is pending "
-                    f"(it is {payment.payment_status.value})"
-                )
+        _check_precondition(payment, expected)
+        requested = data.changes()
+        if data.metadata is not None:
+            del requested["metadata"]
+            metadata = merge_metadata(payment.metadata_, data.metadata)
+            if len(metadata) > METADATA_MAX_KEYS:
+                raise InvalidPayment(f"metadata may hold at most {METADATA_MAX_KEYS} keys after the merge")
+            requested["metadata_"] = metadata
+        changes = {field: value for field, value in requested.items() if getattr(payment, field) != value}
+        self._check_changes_allowed(payment, changes)
         amount = data.amount_total if data.amount_total is not None else payment.amount_total
         self._check_amount(amount, data.currency or payment.currency)
         if not changes:
@@ -100,20 +125,42 @@ class PaymentService:
             raise DuplicatePayment("Another payment already has this payment_id or checkout_session_id") from exc
 
     @staticmethod
+    def _check_changes_allowed(payment: Payment, changes: dict[str, Any]) -> None:
+        for field in GATEWAY_REFERENCES:
+            # A gateway id may be filled in once it is known, never changed or cleared afterwards.
+            if field in changes and getattr(payment, field) is not None:
+                raise ImmutableField(f"{field} is already set and cannot be changed")
+        locked = [field for field in LOCKED_AFTER_PENDING if field in changes]
+        if locked and payment.payment_status != PaymentStatus.PENDING:
+            raise ImmutableField(
+                f"{' and '.join(locked)} can only change while the payment is pending "
+                f"(it is {payment.payment_status.value})"
+            )
+
+    @staticmethod
     def _check_amount(amount: Decimal, currency: str) -> None:
         problem = amount_problem(amount, currency)
         if problem is not None:
             raise InvalidPayment(f"amount_total {problem}")
 
-    async def change_status(self, principal: Principal, payment_id: int, target: PaymentStatus) -> Payment:
+    async def change_status(
+        self, principal: Principal, payment_id: int, target: PaymentStatus, expected: ExpectedVersions = None
+    ) -> Payment:
         """Move a payment to `target` under a row lock, so concurrent moves are serialized."""
         payment = _visible_to(await self.payments.get(payment_id, for_update=True), principal)
+        _check_precondition(payment, expected)
+        return await self.move(payment, target, actor=principal.actor)
+
+    async def move(self, payment: Payment, target: PaymentStatus, *, actor: str) -> Payment:
+        """Apply the status rules to a payment the caller has locked, and record the move."""
         current = payment.payment_status
         if current == target:
             return payment
         if not can_transition(current, target):
             raise IllegalStatusTransition(f"Cannot move a payment from {current.value} to {target.value}")
-        return await self.payments.update(payment.id, {"payment_status": target})
+        moved = await self.payments.update(payment.id, {"payment_status": target})
+        await self.history.record(payment.id, current, target, actor=actor, request_id=self.request_id)
+        return moved
 
-    async def cancel(self, principal: Principal, payment_id: int) -> Payment:
-        return await self.change_status(principal, payment_id, PaymentStatus.CANCELED)
+    async def cancel(self, principal: Principal, payment_id: int, expected: ExpectedVersions = None) -> Payment:
+        return await self.change_status(principal, payment_id, PaymentStatus.CANCELED, expected)

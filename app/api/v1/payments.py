@@ -1,8 +1,11 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Header, Path, Query, status
+from starlette.responses import Response
 
+from app.api.idempotency import IdempotencyDep
 from app.api.problems import problem_responses
+from app.api.responses import parse_if_match, payment_response
 from app.dependencies.auth import AdminUser, CurrentUser
 from app.dependencies.services import PaymentServiceDep
 from app.models import Payment
@@ -15,11 +18,25 @@ from app.schemas.payment import (
     PaymentRead,
     PaymentStatusUpdate,
     PaymentUpdate,
+    StatusHistoryEntry,
 )
 
 router = APIRouter(prefix="/payments", tags=["payments"], responses=problem_responses(401, 422))
 
 PaymentIdPath = Annotated[int, Path(ge=1, le=2**63 - 1, description="The payment's id in this service")]
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        description='The ETag of the payment as you last read it (e.g. "3"); a stale one gets 412',
+    ),
+]
+ETAG_HEADER = {"ETag": {"description": "The payment's version, for If-Match", "schema": {"type": "string"}}}
+
+
+def single(status_code: int = 200, *errors: int) -> dict[int | str, dict[str, object]]:
+    """OpenAPI responses of a route that answers with one payment and its ETag."""
+    return {status_code: {"headers": ETAG_HEADER}, **problem_responses(*errors)}
 
 
 def _page(items: list[Payment], total: int, query: PaymentListQuery) -> PaymentPage:
@@ -30,11 +47,16 @@ def _page(items: list[Payment], total: int, query: PaymentListQuery) -> PaymentP
     "/",
     status_code=status.HTTP_201_CREATED,
     response_model=PaymentRead,
-    responses=problem_responses(409),
-    summary="Record a payment (owner: the caller)",
+    responses=single(201, 400, 409),
+    summary="Record a payment (owner: the caller); Idempotency-Key supported",
 )
-async def create_payment(body: PaymentCreate, user: CurrentUser, service: PaymentServiceDep) -> Payment:
-    return await service.create(user, body)
+async def create_payment(
+    body: PaymentCreate, user: CurrentUser, service: PaymentServiceDep, idempotency: IdempotencyDep
+) -> Response:
+    async def work() -> Response:
+        return payment_response(await service.create(user, body), status.HTTP_201_CREATED)
+
+    return await idempotency.run(work)
 
 
 @router.get("/", response_model=PaymentPage, summary="The caller's payments, newest first")
@@ -61,13 +83,13 @@ async def list_all_payments(
 @router.get(
     "/payment-gateway/{payment_id}",
     response_model=PaymentRead,
-    responses=problem_responses(404),
+    responses=single(200, 404),
     summary="A payment by the gateway's payment id",
 )
 async def get_payment_by_gateway_id(
     payment_id: Annotated[GatewayId, Path()], user: CurrentUser, service: PaymentServiceDep
-) -> Payment:
-    return await service.get_by_gateway_id(user, payment_id)
+) -> Response:
+    return payment_response(await service.get_by_gateway_id(user, payment_id))
 
 
 @router.get(
@@ -81,40 +103,67 @@ async def list_payments_for_booking(
     return await service.list_for_booking(user, booking_id)
 
 
-@router.get("/{id}", response_model=PaymentRead, responses=problem_responses(404), summary="One payment")
-async def get_payment(id: PaymentIdPath, user: CurrentUser, service: PaymentServiceDep) -> Payment:
-    return await service.get(user, id)
+@router.get("/{id}", response_model=PaymentRead, responses=single(200, 404), summary="One payment")
+async def get_payment(id: PaymentIdPath, user: CurrentUser, service: PaymentServiceDep) -> Response:
+    return payment_response(await service.get(user, id))
+
+
+@router.get(
+    "/{id}/history",
+    response_model=list[StatusHistoryEntry],
+    responses=problem_responses(404),
+    summary="The payment's status changes, oldest first (owner or admin)",
+)
+async def get_payment_history(id: PaymentIdPath, user: CurrentUser, service: PaymentServiceDep) -> list[object]:
+    return list(await service.status_history(user, id))
 
 
 @router.put(
     "/{id}",
     response_model=PaymentRead,
-    responses=problem_responses(404, 409),
-    summary="Change a payment's mutable fields (only those sent)",
+    responses=single(200, 404, 409, 412),
+    summary="Change a payment's mutable fields (only those sent); If-Match supported",
 )
 async def update_payment(
-    id: PaymentIdPath, body: PaymentUpdate, user: CurrentUser, service: PaymentServiceDep
-) -> Payment:
-    return await service.update(user, id, body)
+    id: PaymentIdPath, body: PaymentUpdate, user: CurrentUser, service: PaymentServiceDep, if_match: IfMatch = None
+) -> Response:
+    return payment_response(await service.update(user, id, body, parse_if_match(if_match)))
 
 
 @router.patch(
     "/{id}/status",
     response_model=PaymentRead,
-    responses=problem_responses(404, 409),
-    summary="Move a payment to another status",
+    responses=single(200, 400, 404, 409, 412),
+    summary="Move a payment to another status; Idempotency-Key and If-Match supported",
 )
 async def change_payment_status(
-    id: PaymentIdPath, body: PaymentStatusUpdate, user: CurrentUser, service: PaymentServiceDep
-) -> Payment:
-    return await service.change_status(user, id, body.payment_status)
+    id: PaymentIdPath,
+    body: PaymentStatusUpdate,
+    user: CurrentUser,
+    service: PaymentServiceDep,
+    idempotency: IdempotencyDep,
+    if_match: IfMatch = None,
+) -> Response:
+    async def work() -> Response:
+        return payment_response(await service.change_status(user, id, body.payment_status, parse_if_match(if_match)))
+
+    return await idempotency.run(work)
 
 
 @router.delete(
     "/{id}",
     response_model=PaymentRead,
-    responses=problem_responses(404, 409),
-    summary="Cancel a payment (it is kept, with status canceled)",
+    responses=single(200, 400, 404, 409, 412),
+    summary="Cancel a payment (it is kept, with status canceled); Idempotency-Key and If-Match supported",
 )
-async def cancel_payment(id: PaymentIdPath, user: CurrentUser, service: PaymentServiceDep) -> Payment:
-    return await service.cancel(user, id)
+async def cancel_payment(
+    id: PaymentIdPath,
+    user: CurrentUser,
+    service: PaymentServiceDep,
+    idempotency: IdempotencyDep,
+    if_match: IfMatch = None,
+) -> Response:
+    async def work() -> Response:
+        return payment_response(await service.cancel(user, id, parse_if_match(if_match)))
+
+    return await idempotency.run(work)

@@ -1,0 +1,146 @@
+"""Idempotency-Key handling (IETF draft "The Idempotency-Key HTTP Header Field", Stripe's rules).
+
+1. The key is claimed in its own short transaction, committed at once, so a racing request with
+   the same key (in any process) sees it: in flight -> 409, other request -> 422, done -> replay.
+2. The work runs in the request's transaction, and the response is stored on the key in that same
+   transaction: the payment and its stored response commit together or not at all.
+3. A domain error (4xx) rolls the work back and stores the error response; any other failure
+   releases the key so a retry can run.
+"""
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.responses import Response
+
+from app.api.problems import render_domain_error
+from app.core.config import Settings
+from app.core.errors import DomainError, IdempotencyKeyInFlight, IdempotencyKeyReused, InvalidIdempotencyKey
+from app.dependencies.auth import CurrentUser
+from app.dependencies.database import SessionDep
+from app.models import IdempotencyState
+from app.models.idempotency import IDEMPOTENCY_KEY_LENGTH
+from app.repositories.idempotency import IdempotencyRepository, StoredResponse
+
+REPLAYED_HEADER = "Idempotent-Replayed"
+# Response headers worth replaying along with the body.
+_STORED_HEADERS = ("content-type", "etag")
+
+
+def parse_idempotency_key(values: list[str]) -> str | None:
+    if not values:
+        return None
+    if len(values) > 1:
+        raise InvalidIdempotencyKey("Send one Idempotency-Key header, not several")
+    key = values[0]
+    if len(key) >= 2 and key.startswith('"') and key.endswith('"'):
+        key = key[1:-1]  # the draft's sf-string form: "abc"
+    if not 1 <= len(key) <= IDEMPOTENCY_KEY_LENGTH or not all(" " <= char <= "~" for char in key):
+        raise InvalidIdempotencyKey(f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_LENGTH} printable ASCII characters")
+    return key
+
+
+def request_fingerprint(method: str, path: str, body: bytes) -> str:
+    try:
+        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode() if body else b""
+    except ValueError:
+        canonical = body
+    return hashlib.sha256(b"\n".join([method.encode(), path.encode(), canonical])).hexdigest()
+
+
+def _stored(response: Response) -> StoredResponse:
+    headers = {name: response.headers[name] for name in _STORED_HEADERS if name in response.headers}
+    return StoredResponse(status=response.status_code, headers=headers, body=bytes(response.body))
+
+
+class Idempotency:
+    def __init__(
+        self,
+        *,
+        key: str | None,
+        user_id: int,
+        fingerprint: str,
+        session: AsyncSession,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        settings: Settings,
+    ) -> None:
+        self.key = key
+        self.user_id = user_id
+        self.fingerprint = fingerprint
+        self.session = session
+        self.sessionmaker = sessionmaker
+        self.ttl = timedelta(seconds=settings.idempotency_key_ttl_seconds)
+        self.lock_timeout = timedelta(seconds=settings.idempotency_lock_timeout_seconds)
+
+    async def run(self, work: Callable[[], Awaitable[Response]]) -> Response:
+        if self.key is None:
+            return await work()
+        replay = await self._claim(self.key)
+        if replay is not None:
+            return replay
+        try:
+            response = await work()
+        except DomainError as error:
+            await self.session.rollback()
+            response = render_domain_error(error)
+        except BaseException:
+            await self._release(self.key)
+            raise
+        await IdempotencyRepository(self.session).complete(self.user_id, self.key, _stored(response))
+        return response
+
+    async def _claim(self, key: str) -> Response | None:
+        """Own the key (None), or answer for it: a replay, or an in-flight / reuse error."""
+        async with self.sessionmaker() as session, session.begin():
+            repository = IdempotencyRepository(session)
+            if await repository.claim(
+                self.user_id, key, self.fingerprint, ttl=self.ttl, lock_timeout=self.lock_timeout
+            ):
+                return None
+            existing = await repository.get(self.user_id, key)
+        if existing is None:  # impossible while the conflicting row is locked; kept for safety
+            raise IdempotencyKeyInFlight("A request with this Idempotency-Key is in progress; retry later")
+        if existing.fingerprint != self.fingerprint:
+            raise IdempotencyKeyReused(
+                "This Idempotency-Key was already used with a different request (method, path or body)"
+            )
+        if existing.state == IdempotencyState.IN_FLIGHT or existing.response_status is None:
+            raise IdempotencyKeyInFlight("A request with this Idempotency-Key is in progress; retry later")
+        headers = {**(existing.response_headers or {}), REPLAYED_HEADER: "true"}
+        return Response(existing.response_body or b"", existing.response_status, headers=headers)
+
+    async def _release(self, key: str) -> None:
+        async with self.sessionmaker() as session, session.begin():
+            await IdempotencyRepository(session).release(self.user_id, key)
+
+
+async def get_idempotency(
+    request: Request,
+    principal: CurrentUser,
+    session: SessionDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Optional, 1-255 printable characters, scoped to the caller. A retry with the same "
+            "key and request gets the first response again (header Idempotent-Replayed: true).",
+        ),
+    ] = None,
+) -> Idempotency:
+    key = parse_idempotency_key(request.headers.getlist("idempotency-key"))
+    return Idempotency(
+        key=key,
+        user_id=principal.user_id,
+        fingerprint=request_fingerprint(request.method, request.url.path, await request.body()) if key else "",
+        session=session,
+        sessionmaker=request.app.state.sessionmaker,
+        settings=request.app.state.settings,
+    )
+
+
+IdempotencyDep = Annotated[Idempotency, Depends(get_idempotency)]

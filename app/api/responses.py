@@ -1,0 +1,34 @@
+"""Single-payment responses carry their version as a strong ETag; If-Match is parsed here."""
+
+from starlette.responses import Response
+
+from app.models import Payment
+from app.schemas.payment import PaymentRead
+from app.services.payments import ExpectedVersions
+
+JSON_MEDIA_TYPE = "application/json"
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def payment_response(payment: Payment, status_code: int = 200) -> Response:
+    """Serialize once, here, so an idempotent request can store exactly these bytes."""
+    body = PaymentRead.model_validate(payment).model_dump_json().encode()
+    return Response(body, status_code, headers={"ETag": etag(payment.version)}, media_type=JSON_MEDIA_TYPE)
+
+
+def parse_if_match(header: str | None) -> ExpectedVersions:
+    """The versions an If-Match header accepts: None for no header or `*`; an unparsable tag
+    matches nothing (so the request fails with 412 rather than running unconditionally)."""
+    if header is None or header.strip() == "*":
+        return None
+    versions: set[int] = set()
+    for tag in header.split(","):
+        value = tag.strip()
+        if value.startswith('"') and value.endswith('"') and len(value) >= 2:
+            value = value[1:-1]
+        if value.isascii() and value.isdigit():
+            versions.add(int(value))
+    return versions

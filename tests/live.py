@@ -1,0 +1,61 @@
+"""Real server processes for tests that need real commits and real concurrency."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_healthy(base_url: str, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server at {base_url} exited with {process.returncode}")
+        try:
+            if httpx.get(f"{base_url}/health", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"server at {base_url} did not become healthy in {timeout} s")
+
+
+@contextmanager
+def uvicorn_servers(count: int, env: dict[str, str]) -> Iterator[list[str]]:
+    """Start `count` uvicorn processes of the app on free loopback ports; yield their base URLs."""
+    processes: list[subprocess.Popen[bytes]] = []
+    urls: list[str] = []
+    try:
+        for _ in range(count):
+            port = free_port()
+            command = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)]
+            process = subprocess.Popen(  # noqa: S603 - our own server, fixed arguments
+                [*command, "--log-level", "warning"], cwd=PROJECT_ROOT, env={**os.environ, **env}
+            )
+            processes.append(process)
+            urls.append(f"http://127.0.0.1:{port}")
+        for url, process in zip(urls, processes, strict=True):
+            wait_until_healthy(url, process)
+        yield urls
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()

@@ -1,0 +1,141 @@
+"""Races across two real server processes on one database: the guarantees must hold in PostgreSQL,
+not in process memory. Every request is really committed here, so these tests use their own database."""
+
+import asyncio
+import os
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator, Sequence
+from itertools import cycle
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from app.core.config import Settings
+from app.core.security import create_access_token
+from app.models import IdempotencyKey, Payment, PaymentStatusHistory
+from tests import databases
+from tests.conftest import TEST_SECRET
+from tests.live import uvicorn_servers
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def live_database_url(server_url: str) -> Iterator[str]:
+    name = f"payment_service_races_{os.getpid()}"
+    url = databases.create_database(server_url, name)
+    databases.migrate(url)
+    yield url
+    databases.drop_database(server_url, name)
+
+
+@pytest.fixture(scope="module")
+def servers(live_database_url: str) -> Iterator[list[str]]:
+    env = {"DATABASE_URL": live_database_url, "SECRET_KEY": TEST_SECRET, "ENVIRONMENT": "test"}
+    with uvicorn_servers(2, env) as urls:
+        yield urls
+
+
+@pytest.fixture
+async def live_db(live_database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_async_engine(live_database_url)
+    async with engine.begin() as connection:
+        await connection.execute(text("TRUNCATE payments, payment_status_history, idempotency_keys"))
+    yield engine
+    await engine.dispose()
+
+
+def headers_for(user_id: int, **extra: str) -> dict[str, str]:
+    settings = Settings(secret_key=TEST_SECRET, _env_file=None)
+    return {"Authorization": f"Bearer {create_access_token(user_id, settings)}", **extra}
+
+
+Request = tuple[str, str, dict[str, Any] | None, dict[str, str]]
+
+
+async def fire(servers: list[str], requests: Sequence[Request]) -> list[httpx.Response]:
+    """Send all requests at once, alternating between the servers."""
+    async with httpx.AsyncClient(timeout=30.0, limits=httpx.Limits(max_connections=200)) as client:
+        calls = [
+            client.request(method, base + path, json=payload, headers=headers)
+            for base, (method, path, payload, headers) in zip(cycle(servers), requests, strict=False)
+        ]
+        return list(await asyncio.gather(*calls))
+
+
+async def scalar(engine: AsyncEngine, statement: Any) -> Any:
+    async with engine.connect() as connection:
+        return (await connection.execute(statement)).scalar_one()
+
+
+async def test_racing_status_moves_leave_exactly_one_winner(servers: list[str], live_db: AsyncEngine) -> None:
+    async with httpx.AsyncClient() as client:
+        created = await client.post(
+            servers[0] + "/api/v1/payments/",
+            json={"payment_id": "pi_race", "provider": "stripe", "currency": "USD", "amount_total": "10"},
+            headers=headers_for(1),
+        )
+    assert created.status_code == 201
+    payment_id = created.json()["id"]
+    targets = ["succeeded", "canceled"] * 10
+    responses = await fire(
+        servers,
+        [
+            ("PATCH", f"/api/v1/payments/{payment_id}/status", {"payment_status": target}, headers_for(1))
+            for target in targets
+        ],
+    )
+    final = await scalar(live_db, select(Payment.payment_status).where(Payment.id == payment_id))
+    by_target: dict[str, Counter[int]] = {"succeeded": Counter(), "canceled": Counter()}
+    for target, response in zip(targets, responses, strict=True):
+        by_target[target][response.status_code] += 1
+    winner, loser = (final.value, "canceled" if final.value == "succeeded" else "succeeded")
+    assert by_target[winner] == Counter({200: 10}), by_target
+    assert by_target[loser] == Counter({409: 10}), by_target
+    assert {r.json()["payment_status"] for r in responses if r.status_code == 200} == {winner}
+    history = await scalar(
+        live_db,
+        select(func.count()).select_from(PaymentStatusHistory).where(PaymentStatusHistory.payment_id == payment_id),
+    )
+    assert history == 2  # creation + exactly one transition
+    assert await scalar(live_db, select(Payment.version).where(Payment.id == payment_id)) == 2
+
+
+async def test_fifty_creates_with_one_key_make_one_payment(servers: list[str], live_db: AsyncEngine) -> None:
+    body = {"payment_id": "pi_idem_race", "provider": "stripe", "currency": "USD", "amount_total": "25.00"}
+    headers = headers_for(7, **{"Idempotency-Key": "race-key"})
+    responses = await fire(servers, [("POST", "/api/v1/payments/", body, headers)] * 50)
+
+    statuses = Counter(response.status_code for response in responses)
+    assert set(statuses) <= {201, 409}, statuses
+    created = [response for response in responses if response.status_code == 201]
+    assert created, statuses
+    assert len({response.content for response in created}) == 1
+    assert all(r.json()["type"].endswith("/idempotency-key-in-flight") for r in responses if r.status_code == 409)
+    assert await scalar(live_db, select(func.count()).select_from(Payment)) == 1
+    assert await scalar(live_db, select(func.count()).select_from(IdempotencyKey)) == 1
+
+
+async def test_fifty_different_creates_with_one_key_still_make_one_payment(
+    servers: list[str], live_db: AsyncEngine
+) -> None:
+    headers = headers_for(8, **{"Idempotency-Key": "race-key-bodies"})
+    requests = [
+        (
+            "POST",
+            "/api/v1/payments/",
+            {"payment_id": f"pi_body_{n}", "provider": "stripe", "currency": "USD", "amount_total": "5"},
+            headers,
+        )
+        for n in range(50)
+    ]
+    responses = await fire(servers, requests)
+    statuses = Counter(response.status_code for response in responses)
+    assert set(statuses) <= {201, 409, 422}, statuses
+    assert statuses[201] == 1, statuses
+    assert await scalar(live_db, select(func.count()).select_from(Payment)) == 1
+    winner = next(r for r in responses if r.status_code == 201).json()["payment_id"]
+    assert await scalar(live_db, select(Payment.payment_id)) == winner
