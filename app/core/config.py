@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     idempotency_lock_timeout_seconds: int = Field(default=60, ge=1)
     idempotency_purge_interval_seconds: float = Field(default=300, gt=0)
 
+    # One or more `whsec_...` secrets, comma-separated, so a secret can be rolled without downtime.
+    stripe_webhook_secret: SecretStr | None = None
+    stripe_webhook_tolerance_seconds: int = Field(default=300, ge=1)
+
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: str = "INFO"
 
@@ -53,6 +57,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    def stripe_webhook_secrets(self) -> list[str]:
+        if self.stripe_webhook_secret is None:
+            return []
+        return [part.strip() for part in self.stripe_webhook_secret.get_secret_value().split(",") if part.strip()]
 
     @field_validator("database_url")
     @classmethod

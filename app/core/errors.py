@@ -95,3 +95,20 @@ class IdempotencyKeyInFlight(DomainError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": "1"}
+
+
+class InvalidWebhook(DomainError):
+    status_code = 400
+    slug = "invalid-webhook"
+    title = "Invalid webhook"
+
+
+class WebhooksNotConfigured(DomainError):
+    """503 so the provider keeps retrying until an operator sets the secret."""
+
+    status_code = 503
+    slug = "webhooks-not-configured"
+    title = "Webhooks not configured"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "60"}

@@ -4,6 +4,7 @@ from fastapi import Depends, Request
 
 from app.dependencies.database import SessionDep
 from app.services.payments import PaymentService
+from app.services.webhooks import StripeWebhookService
 
 
 async def get_payment_service(request: Request, session: SessionDep) -> PaymentService:
@@ -11,3 +12,10 @@ async def get_payment_service(request: Request, session: SessionDep) -> PaymentS
 
 
 PaymentServiceDep = Annotated[PaymentService, Depends(get_payment_service)]
+
+
+async def get_stripe_webhook_service(request: Request, session: SessionDep) -> StripeWebhookService:
+    return StripeWebhookService(session, request_id=request.state.request_id)
+
+
+StripeWebhookServiceDep = Annotated[StripeWebhookService, Depends(get_stripe_webhook_service)]

@@ -3,6 +3,7 @@ from app.models.enums import PaymentProvider, PaymentStatus
 from app.models.history import PaymentStatusHistory
 from app.models.idempotency import IdempotencyKey, IdempotencyState
 from app.models.payment import Payment
+from app.models.webhook import WebhookEvent, WebhookOutcome
 
 __all__ = [
     "Base",
@@ -12,4 +13,6 @@ __all__ = [
     "PaymentProvider",
     "PaymentStatus",
     "PaymentStatusHistory",
+    "WebhookEvent",
+    "WebhookOutcome",
 ]

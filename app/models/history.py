@@ -30,6 +30,8 @@ class PaymentStatusHistory(Base):
     to_status: Mapped[PaymentStatus] = mapped_column(_status_type, nullable=False)
     actor: Mapped[str] = mapped_column(String(ACTOR_LENGTH), nullable=False)
     request_id: Mapped[str | None] = mapped_column(String(REQUEST_ID_LENGTH))
+    # The provider's event id when a webhook made the change.
+    event_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
 
     __mapper_args__ = {"eager_defaults": True}

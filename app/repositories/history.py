@@ -16,6 +16,7 @@ class StatusHistoryRepository:
         *,
         actor: str,
         request_id: str | None,
+        event_id: str | None = None,
     ) -> None:
         await self.session.execute(
             insert(PaymentStatusHistory).values(
@@ -24,6 +25,7 @@ class StatusHistoryRepository:
                 to_status=to_status,
                 actor=actor,
                 request_id=request_id,
+                event_id=event_id,
             )
         )
 

@@ -62,6 +62,22 @@ class PaymentRepository:
             statement = statement.with_for_update()
         return (await self.session.scalars(statement)).one_or_none()
 
+    async def find_for_provider_event(
+        self, *, checkout_session_id: str | None, payment_intent_id: str | None
+    ) -> Payment | None:
+        """The payment a provider event is about, locked: by checkout session first, then by the
+        gateway payment id."""
+        for column, value in (
+            (Payment.checkout_session_id, checkout_session_id),
+            (Payment.payment_id, payment_intent_id),
+        ):
+            if value is not None:
+                statement = select(Payment).where(column == value).with_for_update()
+                payment = (await self.session.scalars(statement)).one_or_none()
+                if payment is not None:
+                    return payment
+        return None
+
     async def get_by_gateway_id(self, gateway_payment_id: str) -> Payment | None:
         statement = select(Payment).where(Payment.payment_id == gateway_payment_id)
         return (await self.session.scalars(statement)).one_or_none()

@@ -62,11 +62,18 @@ Amount = Annotated[
 ]
 
 
-def _assume_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+def _as_utc(value: datetime) -> datetime:
+    """Naive means UTC. Converting up front also rejects instants outside years 1-9999 in UTC
+    (e.g. 9999-12-31T23:59:59-01:00), which PostgreSQL could not compare against."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("date-time is out of range once converted to UTC") from exc
 
 
-UtcDatetime = Annotated[datetime, AfterValidator(_assume_utc)]
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 
 
 METADATA_MAX_KEYS = 50

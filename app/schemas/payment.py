@@ -192,4 +192,5 @@ class StatusHistoryEntry(BaseModel):
     to_status: PaymentStatus
     actor: str = Field(description='"user:<id>" for API calls, the provider\'s name for webhooks')
     request_id: str | None
+    event_id: str | None = Field(description="The provider's event id when a webhook made the change")
     created_at: datetime

@@ -151,7 +151,9 @@ class PaymentService:
         _check_precondition(payment, expected)
         return await self.move(payment, target, actor=principal.actor)
 
-    async def move(self, payment: Payment, target: PaymentStatus, *, actor: str) -> Payment:
+    async def move(
+        self, payment: Payment, target: PaymentStatus, *, actor: str, event_id: str | None = None
+    ) -> Payment:
         """Apply the status rules to a payment the caller has locked, and record the move."""
         current = payment.payment_status
         if current == target:
@@ -159,7 +161,9 @@ class PaymentService:
         if not can_transition(current, target):
             raise IllegalStatusTransition(f"Cannot move a payment from {current.value} to {target.value}")
         moved = await self.payments.update(payment.id, {"payment_status": target})
-        await self.history.record(payment.id, current, target, actor=actor, request_id=self.request_id)
+        await self.history.record(
+            payment.id, current, target, actor=actor, request_id=self.request_id, event_id=event_id
+        )
         return moved
 
     async def cancel(self, principal: Principal, payment_id: int, expected: ExpectedVersions = None) -> Payment:

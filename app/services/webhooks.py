@@ -1,0 +1,103 @@
+"""Provider webhooks: each event is recorded once, and moves its payment through the same status
+rules as the API. Whatever the outcome, the provider gets a 2xx (it would retry an error for days)."""
+
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.currencies import MINOR_UNITS
+from app.models import Payment, WebhookEvent, WebhookOutcome
+from app.repositories.payments import PaymentRepository, UniqueViolation
+from app.repositories.webhooks import WebhookEventRepository
+from app.schemas.webhook import StripeEvent
+from app.services.payments import PaymentService
+from app.services.status_rules import can_transition
+from app.services.stripe_events import Ignored, ProviderUpdate, interpret
+
+logger = logging.getLogger(__name__)
+
+STRIPE = "stripe"
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookResult:
+    outcome: WebhookOutcome
+    duplicate: bool
+
+
+def amount_mismatch(payment: Payment, update: ProviderUpdate) -> str | None:
+    """Why the event's amount or currency differs from the payment's, or None when they agree.
+    Stripe sends integer minor units; the ISO 4217 exponent turns them into a decimal amount."""
+    if update.currency is not None:
+        currency = update.currency.upper()
+        if currency != payment.currency:
+            return f"currency {currency} differs from the payment's {payment.currency}"
+        if update.amount_minor is not None:
+            amount = Decimal(update.amount_minor).scaleb(-MINOR_UNITS[currency])
+            if amount != payment.amount_total:
+                return f"amount {amount} {currency} differs from the payment's {payment.amount_total.normalize()}"
+    elif update.amount_minor is not None:
+        return "amount without a currency"
+    return None
+
+
+class StripeWebhookService:
+    def __init__(self, session: AsyncSession, *, request_id: str | None = None) -> None:
+        self.events = WebhookEventRepository(session)
+        self.payments = PaymentRepository(session)
+        self.payment_service = PaymentService(session, request_id=request_id)
+
+    async def handle(self, event: StripeEvent) -> WebhookResult:
+        recorded = await self.events.register(STRIPE, event.id, event.type)
+        if recorded is None:
+            known = await self.events.count_redelivery(STRIPE, event.id)
+            return WebhookResult(known.outcome, duplicate=True)
+        outcome, payment, detail = await self._apply(event)
+        await self.events.set_outcome(recorded, outcome, payment_id=payment.id if payment else None, detail=detail)
+        log = logger.warning if outcome is WebhookOutcome.ANOMALY else logger.info
+        log(
+            "stripe event %s (%s): %s%s",
+            event.id,
+            event.type,
+            outcome.value,
+            f" - {detail}" if detail else "",
+            extra={"event_id": event.id, "outcome": outcome.value, "payment_id": payment.id if payment else None},
+        )
+        return WebhookResult(outcome, duplicate=False)
+
+    async def _apply(self, event: StripeEvent) -> tuple[WebhookOutcome, Payment | None, str | None]:
+        try:
+            update = interpret(event.type, event.data.object)
+        except Ignored as reason:
+            return WebhookOutcome.IGNORED, None, str(reason)
+        payment = await self.payments.find_for_provider_event(
+            checkout_session_id=update.checkout_session_id, payment_intent_id=update.payment_intent_id
+        )
+        if payment is None:
+            return WebhookOutcome.UNMATCHED, None, "no payment with this checkout session or payment intent"
+        if update.currency is not None and update.currency.upper() not in MINOR_UNITS:
+            return WebhookOutcome.ANOMALY, payment, f"unknown currency {update.currency!r}"
+        mismatch = amount_mismatch(payment, update)
+        if mismatch is not None:
+            return WebhookOutcome.ANOMALY, payment, mismatch
+
+        linked = False
+        if update.payment_intent_id is not None and payment.payment_id is None:
+            try:
+                payment = await self.payments.update(payment.id, {"payment_id": update.payment_intent_id})
+            except UniqueViolation:
+                return WebhookOutcome.ANOMALY, payment, "its payment intent belongs to another payment"
+            linked = True
+        current = payment.payment_status
+        if current == update.target or not can_transition(current, update.target):
+            detail = f"{current.value} -> {update.target.value} not applied"
+            return (WebhookOutcome.APPLIED if linked else WebhookOutcome.STALE), payment, detail
+        await self.payment_service.move(payment, update.target, actor=STRIPE, event_id=event.id)
+        return WebhookOutcome.APPLIED, payment, f"{current.value} -> {update.target.value}"
+
+    async def list_events(
+        self, *, outcome: WebhookOutcome | None, page: int, size: int
+    ) -> tuple[list[WebhookEvent], int]:
+        return await self.events.list_page(outcome=outcome, offset=(page - 1) * size, limit=size)
