@@ -23,6 +23,9 @@ from app.models import Payment, PaymentProvider, PaymentStatus
 from tests import databases
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256"
+# Two webhook secrets, as during a rotation: events signed with either are accepted.
+STRIPE_SECRET = "whsec_test_current"
+STRIPE_OLD_SECRET = "whsec_test_previous"
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +45,12 @@ def database_url(server_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
-    return Settings(environment="test", database_url=database_url, secret_key=SecretStr(TEST_SECRET))
+    return Settings(
+        environment="test",
+        database_url=database_url,
+        secret_key=SecretStr(TEST_SECRET),
+        stripe_webhook_secret=SecretStr(f"{STRIPE_SECRET},{STRIPE_OLD_SECRET}"),
+    )
 
 
 @pytest.fixture(scope="session")

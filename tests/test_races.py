@@ -15,10 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.core.config import Settings
 from app.core.security import create_access_token
-from app.models import IdempotencyKey, Payment, PaymentStatusHistory
+from app.models import IdempotencyKey, Payment, PaymentStatus, PaymentStatusHistory, WebhookEvent
 from tests import databases
-from tests.conftest import TEST_SECRET
+from tests.conftest import STRIPE_SECRET, TEST_SECRET
 from tests.live import uvicorn_servers
+from tests.stripe_events import encode, sign, stripe_event
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +35,12 @@ def live_database_url(server_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def servers(live_database_url: str) -> Iterator[list[str]]:
-    env = {"DATABASE_URL": live_database_url, "SECRET_KEY": TEST_SECRET, "ENVIRONMENT": "test"}
+    env = {
+        "DATABASE_URL": live_database_url,
+        "SECRET_KEY": TEST_SECRET,
+        "ENVIRONMENT": "test",
+        "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET,
+    }
     with uvicorn_servers(2, env) as urls:
         yield urls
 
@@ -139,3 +145,38 @@ async def test_fifty_different_creates_with_one_key_still_make_one_payment(
     assert await scalar(live_db, select(func.count()).select_from(Payment)) == 1
     winner = next(r for r in responses if r.status_code == 201).json()["payment_id"]
     assert await scalar(live_db, select(Payment.payment_id)) == winner
+
+
+async def test_one_event_delivered_to_both_processes_at_once_is_applied_once(
+    servers: list[str], live_db: AsyncEngine
+) -> None:
+    async with httpx.AsyncClient() as client:
+        created = await client.post(
+            servers[0] + "/api/v1/payments/",
+            json={
+                "payment_id": "pi_3QcsPaymentIntent",
+                "provider": "stripe",
+                "currency": "USD",
+                "amount_total": "99.99",
+            },
+            headers=headers_for(1),
+        )
+    assert created.status_code == 201
+    payload = encode(stripe_event("payment_intent.succeeded", "evt_race"))
+    headers = {"Stripe-Signature": sign(payload, STRIPE_SECRET), "Content-Type": "application/json"}
+    async with httpx.AsyncClient(timeout=30.0) as client:
+        responses = await asyncio.gather(
+            *(client.post(base + "/api/v1/webhooks/stripe", content=payload, headers=headers) for base in servers * 5)
+        )
+    assert [r.status_code for r in responses] == [200] * 10
+    assert sorted(r.json()["duplicate"] for r in responses) == [False] + [True] * 9
+    assert {r.json()["outcome"] for r in responses} == {"applied"}
+    payment_id = created.json()["id"]
+    transitions = (
+        select(func.count())
+        .select_from(PaymentStatusHistory)
+        .where(PaymentStatusHistory.payment_id == payment_id, PaymentStatusHistory.event_id == "evt_race")
+    )
+    assert await scalar(live_db, transitions) == 1
+    assert await scalar(live_db, select(WebhookEvent.delivery_count)) == 10
+    assert await scalar(live_db, select(Payment.payment_status)) == PaymentStatus.SUCCEEDED

@@ -1,0 +1,284 @@
+import logging
+import time
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import Payment, PaymentStatusHistory, WebhookEvent
+from app.models import PaymentStatus as S
+from tests.conftest import STRIPE_OLD_SECRET, STRIPE_SECRET, TokenFactory, make_payment
+from tests.helpers import assert_problem, stored
+from tests.stripe_events import encode, sign, stripe_event
+
+URL = "/api/v1/webhooks/stripe"
+EVENTS = "/api/v1/webhooks/events"
+
+
+async def deliver(client: httpx.AsyncClient, event: dict[str, Any], secret: str = STRIPE_SECRET) -> httpx.Response:
+    payload = encode(event)
+    return await client.post(
+        URL, content=payload, headers={"Stripe-Signature": sign(payload, secret), "Content-Type": "application/json"}
+    )
+
+
+async def recorded_events(db: AsyncSession) -> list[tuple[Any, ...]]:
+    statement = select(WebhookEvent).order_by(WebhookEvent.id).execution_options(populate_existing=True)
+    return [
+        (e.event_id, e.event_type, e.outcome.value, e.payment_id, e.delivery_count) for e in await db.scalars(statement)
+    ]
+
+
+async def history(db: AsyncSession, payment_id: int) -> list[tuple[Any, ...]]:
+    statement = (
+        select(PaymentStatusHistory)
+        .where(PaymentStatusHistory.payment_id == payment_id)
+        .order_by(PaymentStatusHistory.id)
+    )
+    return [(h.from_status, h.to_status, h.actor, h.event_id) for h in await db.scalars(statement)]
+
+
+def ack(response: httpx.Response, outcome: str, *, duplicate: bool = False) -> None:
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["received"], body["outcome"], body["duplicate"]) == (True, outcome, duplicate)
+
+
+# Each row of the table: event, object fields, the status the payment starts in, the status it ends in.
+TABLE = [
+    ("checkout.session.completed", {"payment_status": "paid"}, S.PENDING, S.SUCCEEDED),
+    ("checkout.session.completed", {"payment_status": "unpaid"}, S.PENDING, S.PROCESSING),
+    ("checkout.session.async_payment_succeeded", {"payment_status": "paid"}, S.PROCESSING, S.SUCCEEDED),
+    ("checkout.session.async_payment_failed", {"payment_status": "unpaid"}, S.PROCESSING, S.FAILED),
+    ("checkout.session.expired", {"status": "expired", "payment_status": "unpaid"}, S.PENDING, S.CANCELED),
+    ("payment_intent.processing", {"status": "processing"}, S.PENDING, S.PROCESSING),
+    ("payment_intent.succeeded", {"status": "succeeded"}, S.PROCESSING, S.SUCCEEDED),
+    ("payment_intent.payment_failed", {"status": "requires_payment_method"}, S.PROCESSING, S.FAILED),
+    ("payment_intent.canceled", {"status": "canceled"}, S.PENDING, S.CANCELED),
+    ("charge.refunded", {"amount_refunded": 9999}, S.SUCCEEDED, S.REFUNDED),
+]
+
+
+@pytest.mark.parametrize(("event_type", "fields", "start", "end"), TABLE)
+async def test_each_event_moves_the_payment(
+    client: httpx.AsyncClient, db: AsyncSession, event_type: str, fields: dict[str, Any], start: S, end: S
+) -> None:
+    payment = await make_payment(
+        db,
+        user_id=1,
+        status=start,
+        amount="99.99",
+        payment_id="pi_3QcsPaymentIntent",
+        checkout_session_id="cs_test_a1b2c3",
+    )
+    ack(await deliver(client, stripe_event(event_type, "evt_table", **fields)), "applied")
+    row = await stored(db, payment.id)
+    assert row is not None and row.payment_status is end and row.version == 2
+    assert await history(db, payment.id) == [(start, end, "stripe", "evt_table")]
+    assert await recorded_events(db) == [("evt_table", event_type, "applied", payment.id, 1)]
+
+
+async def test_checkout_completion_links_the_payment_intent_for_later_events(
+    client: httpx.AsyncClient, db: AsyncSession
+) -> None:
+    payment = await make_payment(db, user_id=1, amount="99.99", payment_id=None, checkout_session_id="cs_test_a1b2c3")
+    ack(await deliver(client, stripe_event("checkout.session.completed", "evt_1", payment_status="unpaid")), "applied")
+    row = await stored(db, payment.id)
+    assert row is not None and (row.payment_id, row.payment_status) == ("pi_3QcsPaymentIntent", S.PROCESSING)
+
+    ack(await deliver(client, stripe_event("payment_intent.succeeded", "evt_2")), "applied")
+    assert (await stored(db, payment.id)).payment_status is S.SUCCEEDED  # type: ignore[union-attr]
+    assert [h[:2] for h in await history(db, payment.id)] == [(S.PENDING, S.PROCESSING), (S.PROCESSING, S.SUCCEEDED)]
+
+
+async def test_linking_alone_is_applied_even_when_the_status_does_not_move(
+    client: httpx.AsyncClient, db: AsyncSession
+) -> None:
+    payment = await make_payment(
+        db, user_id=1, amount="99.99", status=S.SUCCEEDED, payment_id=None, checkout_session_id="cs_test_a1b2c3"
+    )
+    ack(await deliver(client, stripe_event("checkout.session.completed", "evt_link")), "applied")
+    assert (await stored(db, payment.id)).payment_id == "pi_3QcsPaymentIntent"  # type: ignore[union-attr]
+    assert await history(db, payment.id) == []
+
+
+async def test_a_redelivered_event_is_applied_once(client: httpx.AsyncClient, db: AsyncSession) -> None:
+    payment = await make_payment(db, user_id=1, amount="99.99", payment_id="pi_3QcsPaymentIntent")
+    event = stripe_event("payment_intent.succeeded", "evt_again")
+    ack(await deliver(client, event), "applied")
+    # Meanwhile someone refunds it; a redelivery must not touch it.
+    await db.execute(update(Payment).values(payment_status=S.REFUNDED))
+    for _ in range(2):
+        ack(await deliver(client, event), "applied", duplicate=True)
+    assert (await stored(db, payment.id)).payment_status is S.REFUNDED  # type: ignore[union-attr]
+    assert len(await history(db, payment.id)) == 1
+    assert await recorded_events(db) == [("evt_again", "payment_intent.succeeded", "applied", payment.id, 3)]
+
+
+async def test_an_out_of_order_event_is_recorded_as_stale(client: httpx.AsyncClient, db: AsyncSession) -> None:
+    payment = await make_payment(db, user_id=1, amount="99.99", payment_id="pi_3QcsPaymentIntent")
+    ack(await deliver(client, stripe_event("payment_intent.succeeded", "evt_a")), "applied")
+    ack(await deliver(client, stripe_event("payment_intent.processing", "evt_b")), "stale")
+    assert (await stored(db, payment.id)).payment_status is S.SUCCEEDED  # type: ignore[union-attr]
+    assert [row[2] for row in await recorded_events(db)] == ["applied", "stale"]
+
+
+async def test_a_repeated_status_is_stale(client: httpx.AsyncClient, db: AsyncSession) -> None:
+    payment = await make_payment(db, user_id=1, amount="99.99", status=S.SUCCEEDED, payment_id="pi_3QcsPaymentIntent")
+    ack(await deliver(client, stripe_event("payment_intent.succeeded", "evt_same")), "stale")
+    assert (await stored(db, payment.id)).version == 1  # type: ignore[union-attr]
+
+
+async def test_unknown_payment_is_recorded_as_unmatched(client: httpx.AsyncClient, db: AsyncSession) -> None:
+    ack(await deliver(client, stripe_event("payment_intent.succeeded", "evt_nobody", id="pi_unknown")), "unmatched")
+    assert await recorded_events(db) == [("evt_nobody", "payment_intent.succeeded", "unmatched", None, 1)]
+
+
+@pytest.mark.parametrize(
+    ("event_type", "fields"),
+    [
+        ("customer.created", {}),
+        ("payment_intent.created", {}),
+        ("checkout.session.completed", {"payment_status": "no_payment_required"}),
+        ("charge.refunded", {"amount_refunded": 5000}),
+    ],
+)
+async def test_events_the_service_does_not_act_on_are_ignored(
+    client: httpx.AsyncClient, db: AsyncSession, event_type: str, fields: dict[str, Any]
+) -> None:
+    payment = await make_payment(
+        db,
+        user_id=1,
+        amount="99.99",
+        status=S.SUCCEEDED,
+        payment_id="pi_3QcsPaymentIntent",
+        checkout_session_id="cs_test_a1b2c3",
+    )
+    if event_type == "customer.created":
+        event = stripe_event("payment_intent.succeeded", "evt_ign")
+        event["type"] = event_type
+    else:
+        event = stripe_event(event_type, "evt_ign", **fields)
+    ack(await deliver(client, event), "ignored")
+    assert (await stored(db, payment.id)).payment_status is S.SUCCEEDED  # type: ignore[union-attr]
+    assert await recorded_events(db) == [("evt_ign", event_type, "ignored", None, 1)]
+
+
+@pytest.mark.parametrize(
+    ("fields", "detail"),
+    [
+        ({"amount": 9998}, "amount 99.98 USD"),
+        ({"currency": "eur"}, "currency EUR"),
+        ({"currency": "xyz"}, "unknown currency"),
+    ],
+)
+async def test_amount_or_currency_mismatch_is_an_anomaly_and_changes_nothing(
+    client: httpx.AsyncClient,
+    db: AsyncSession,
+    caplog: pytest.LogCaptureFixture,
+    fields: dict[str, Any],
+    detail: str,
+) -> None:
+    payment = await make_payment(db, user_id=1, amount="99.99", payment_id="pi_3QcsPaymentIntent")
+    with caplog.at_level(logging.WARNING, logger="app.services.webhooks"):
+        ack(await deliver(client, stripe_event("payment_intent.succeeded", "evt_odd", **fields)), "anomaly")
+    row = await stored(db, payment.id)
+    assert row is not None and (row.payment_status, row.version) == (S.PENDING, 1)
+    event = (await db.scalars(select(WebhookEvent))).one()
+    assert event.detail is not None and detail in event.detail
+    assert [r.levelname for r in caplog.records if "evt_odd" in r.getMessage()] == ["WARNING"]
+
+
+@pytest.mark.parametrize(
+    ("currency", "amount", "minor"), [("JPY", "1500", 1500), ("KWD", "1.25", 1250), ("EUR", "10", 1000)]
+)
+async def test_minor_units_follow_the_iso_exponent(
+    client: httpx.AsyncClient, db: AsyncSession, currency: str, amount: str, minor: int
+) -> None:
+    payment = await make_payment(db, user_id=1, amount=amount, currency=currency, payment_id="pi_3QcsPaymentIntent")
+    event = stripe_event("payment_intent.succeeded", "evt_cur", amount=minor, currency=currency.lower())
+    ack(await deliver(client, event), "applied")
+    assert (await stored(db, payment.id)).payment_status is S.SUCCEEDED  # type: ignore[union-attr]
+
+
+async def test_an_event_signed_with_the_previous_secret_is_accepted(
+    client: httpx.AsyncClient, db: AsyncSession
+) -> None:
+    await make_payment(db, user_id=1, amount="99.99", payment_id="pi_3QcsPaymentIntent")
+    ack(await deliver(client, stripe_event("payment_intent.succeeded", "evt_old"), STRIPE_OLD_SECRET), "applied")
+
+
+def _headers(signature: str | None) -> dict[str, str]:
+    headers = {"Content-Type": "application/json"}
+    if signature is not None:
+        headers["Stripe-Signature"] = signature
+    return headers
+
+
+PAYLOAD = encode(stripe_event("payment_intent.succeeded", "evt_bad"))
+NOW = int(time.time())
+
+
+@pytest.mark.parametrize(
+    ("payload", "signature"),
+    [
+        (PAYLOAD, None),
+        (PAYLOAD, ""),
+        (PAYLOAD, "garbage"),
+        (PAYLOAD, sign(PAYLOAD, "whsec_someone_else")),
+        (PAYLOAD.replace(b"9999", b"1"), sign(PAYLOAD, STRIPE_SECRET)),  # tampered body
+        (PAYLOAD, sign(PAYLOAD, STRIPE_SECRET, NOW - 301)),  # too old
+        (PAYLOAD, sign(PAYLOAD, STRIPE_SECRET, NOW + 3600)),  # from the future
+        (PAYLOAD, sign(PAYLOAD, STRIPE_SECRET).replace("v1=", "v0=")),
+        (b"\xff\xfe not utf-8", sign(b"\xff\xfe not utf-8", STRIPE_SECRET)),
+        (b'{"hello": "world"}', sign(b'{"hello": "world"}', STRIPE_SECRET)),  # signed, but not an event
+        (b"[]", sign(b"[]", STRIPE_SECRET)),
+        (b"not json", sign(b"not json", STRIPE_SECRET)),
+    ],
+)
+async def test_unverifiable_or_malformed_deliveries_are_400_and_change_nothing(
+    client: httpx.AsyncClient, db: AsyncSession, payload: bytes, signature: str | None
+) -> None:
+    payment = await make_payment(db, user_id=1, amount="99.99", payment_id="pi_3QcsPaymentIntent")
+    response = await client.post(URL, content=payload, headers=_headers(signature))
+    assert_problem(response, 400, "/invalid-webhook")
+    assert (await stored(db, payment.id)).payment_status is S.PENDING  # type: ignore[union-attr]
+    assert await recorded_events(db) == []
+
+
+async def test_without_a_configured_secret_the_endpoint_is_503_so_stripe_retries(
+    client: httpx.AsyncClient, app: Any
+) -> None:
+    configured = app.state.settings
+    app.state.settings = configured.model_copy(update={"stripe_webhook_secret": None})
+    try:
+        response = await client.post(URL, content=PAYLOAD, headers=_headers(sign(PAYLOAD, STRIPE_SECRET)))
+    finally:
+        app.state.settings = configured
+    assert_problem(response, 503, "/webhooks-not-configured")
+
+
+async def test_admins_list_events_newest_first_filtered_by_outcome(
+    client: httpx.AsyncClient, db: AsyncSession, auth: TokenFactory
+) -> None:
+    payment = await make_payment(db, user_id=1, amount="99.99", payment_id="pi_3QcsPaymentIntent")
+    ack(await deliver(client, stripe_event("payment_intent.succeeded", "evt_l1")), "applied")
+    ack(await deliver(client, stripe_event("payment_intent.succeeded", "evt_l2", id="pi_x")), "unmatched")
+    ack(await deliver(client, stripe_event("payment_intent.processing", "evt_l3")), "stale")
+
+    response = await client.get(EVENTS, headers=auth(1, admin=True))
+    assert response.status_code == 200
+    body = response.json()
+    assert [e["event_id"] for e in body["items"]] == ["evt_l3", "evt_l2", "evt_l1"]
+    assert (body["total"], body["page"], body["size"], body["pages"]) == (3, 1, 20, 1)
+    assert body["items"][2]["payment_id"] == payment.id
+
+    unmatched = (await client.get(EVENTS, params={"outcome": "unmatched"}, headers=auth(1, admin=True))).json()
+    assert [e["event_id"] for e in unmatched["items"]] == ["evt_l2"]
+    paged = (await client.get(EVENTS, params={"size": 2, "page": 2}, headers=auth(1, admin=True))).json()
+    assert ([e["event_id"] for e in paged["items"]], paged["pages"]) == (["evt_l1"], 2)
+
+    assert_problem(await client.get(EVENTS, headers=auth(1)), 403)
+    assert_problem(await client.get(EVENTS, params={"outcome": "weird"}, headers=auth(1, admin=True)), 422)
