@@ -11,8 +11,9 @@ from app.api import meta
 from app.api.problems import install_problem_handlers
 from app.api.v1 import api_router
 from app.core.config import SERVICE_NAME, SERVICE_VERSION, Settings, get_settings
-from app.core.database import create_engine, create_sessionmaker
+from app.core.database import create_engine, create_read_sessionmaker, create_sessionmaker
 from app.core.request_id import RequestIdMiddleware
+from app.core.security import TokenVerifier
 from app.services.housekeeping import purge_periodically
 
 
@@ -23,6 +24,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
         app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.read_sessionmaker = create_read_sessionmaker(engine)
         purge = asyncio.create_task(
             purge_periodically(app.state.sessionmaker, settings.idempotency_purge_interval_seconds)
         )
@@ -43,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.token_verifier = TokenVerifier(settings)
     if settings.allowed_origins:
         app.add_middleware(
             CORSMiddleware,

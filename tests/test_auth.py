@@ -1,12 +1,16 @@
 import base64
 import json
+import time
 from datetime import UTC, datetime, timedelta
+from unittest.mock import patch
 
 import httpx
 import pytest
 from jose import jwt
+from pydantic import SecretStr
 
 from app.core.config import Settings
+from app.core.security import InvalidToken, TokenVerifier
 from tests.conftest import TEST_SECRET, TokenFactory
 from tests.helpers import assert_problem
 
@@ -125,4 +129,27 @@ async def test_minted_admin_token_reaches_admin_route(
 ) -> None:
     response = await client.get(PAYMENTS + "admin/all", headers=auth(1, admin=True))
     assert response.status_code == 200
-    assert response.json() == {"items": [], "total": 0, "page": 1, "size": 20, "pages": 0}
+    assert response.json() == {"items": [], "total": 0, "page": 1, "size": 20, "pages": 0, "next_cursor": None}
+
+
+def test_verified_tokens_are_remembered_until_they_expire(settings: Settings) -> None:
+    verifier = TokenVerifier(settings, max_entries=2)
+    short = _token({"sub": "1", "exp": int(time.time()) + 2})
+    assert verifier.verify(short).user_id == 1
+    # A cached token is not decoded again...
+    verifier.settings = settings.model_copy(update={"secret_key": SecretStr("another-secret-entirely-0123456789")})
+    assert verifier.verify(short).user_id == 1
+    # ...but it is refused once its exp has passed, cached or not.
+    with patch("app.core.security.time.time", return_value=time.time() + 5):
+        with pytest.raises(InvalidToken):
+            verifier.verify(short)
+    with pytest.raises(InvalidToken):
+        verifier.verify(short)  # evicted, and no longer verifiable with the changed key
+
+
+def test_the_token_cache_is_bounded(settings: Settings) -> None:
+    verifier = TokenVerifier(settings, max_entries=2)
+    tokens = [_token({"sub": str(n), "exp": _exp()}) for n in range(3)]
+    for token in tokens:
+        verifier.verify(token)
+    assert list(verifier._verified) == tokens[1:]

@@ -16,7 +16,7 @@ from tests.helpers import assert_problem, error_locations
 LIST = "/api/v1/payments/"
 ADMIN_LIST = "/api/v1/payments/admin/all"
 BOTH_LISTS = pytest.mark.parametrize("path", [LIST, ADMIN_LIST])
-ENVELOPE_KEYS = {"items", "total", "page", "size", "pages"}
+ENVELOPE_KEYS = {"items", "total", "page", "size", "pages", "next_cursor"}
 ONE_MICROSECOND = timedelta(microseconds=1)
 
 
@@ -26,11 +26,13 @@ def summary(response: httpx.Response) -> dict[str, Any]:
     assert response.headers["content-type"] == "application/json"
     body: dict[str, Any] = response.json()
     assert set(body) == ENVELOPE_KEYS
-    return {"ids": [item["id"] for item in body.pop("items")], **body}
+    ids = [item["id"] for item in body.pop("items")]
+    next_cursor = body.pop("next_cursor")
+    return {"ids": ids, **body, "has_next": next_cursor is not None}
 
 
 def page(ids: list[int], *, total: int, page: int = 1, size: int = 20, pages: int) -> dict[str, Any]:
-    return {"ids": ids, "total": total, "page": page, "size": size, "pages": pages}
+    return {"ids": ids, "total": total, "page": page, "size": size, "pages": pages, "has_next": page < pages}
 
 
 def headers_for(path: str, auth: TokenFactory, user_id: int = 1) -> dict[str, str]:
@@ -131,6 +133,7 @@ async def test_list_has_the_caller_s_payments_newest_first_with_their_full_shape
         "page": 1,
         "size": 20,
         "pages": 1,
+        "next_cursor": None,
     }
 
 
@@ -153,7 +156,7 @@ async def test_empty_list(client: httpx.AsyncClient, auth: TokenFactory, db: Asy
     await make_payment(db, user_id=2)
     response = await client.get(LIST, headers=auth(1))
     assert response.status_code == 200
-    assert response.json() == {"items": [], "total": 0, "page": 1, "size": 20, "pages": 0}
+    assert response.json() == {"items": [], "total": 0, "page": 1, "size": 20, "pages": 0, "next_cursor": None}
 
 
 async def test_admin_s_own_list_has_only_the_admin_s_payments(

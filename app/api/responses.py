@@ -3,6 +3,7 @@
 from starlette.responses import Response
 
 from app.models import Payment
+from app.repositories.payments import PaymentRow
 from app.schemas.payment import PaymentRead
 from app.services.payments import ExpectedVersions
 
@@ -13,7 +14,7 @@ def etag(version: int) -> str:
     return f'"{version}"'
 
 
-def payment_response(payment: Payment, status_code: int = 200) -> Response:
+def payment_response(payment: Payment | PaymentRow, status_code: int = 200) -> Response:
     """Serialize once, here, so an idempotent request can store exactly these bytes."""
     body = PaymentRead.model_validate(payment).model_dump_json().encode()
     return Response(body, status_code, headers={"ETag": etag(payment.version)}, media_type=JSON_MEDIA_TYPE)

@@ -20,9 +20,14 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
-        pool_pre_ping=True,
     )
 
 
 def create_sessionmaker(bind: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(bind, expire_on_commit=False, autoflush=False)
+
+
+def create_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for read-only requests, on the same pool but in autocommit: each SELECT runs on its
+    own, without the BEGIN and COMMIT round trips a transaction would cost."""
+    return create_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))

@@ -4,7 +4,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.core.errors import Forbidden, NotAuthenticated
-from app.core.security import InvalidToken, Principal, decode_access_token
+from app.core.security import InvalidToken, Principal, TokenVerifier
 
 # auto_error=False: a missing header is reported by us as a 401 problem, not by FastAPI as a 403.
 bearer_scheme = HTTPBearer(auto_error=False, description="A JWT signed with SECRET_KEY (see `make token`).")
@@ -16,8 +16,9 @@ async def get_current_principal(
 ) -> Principal:
     if credentials is None:
         raise NotAuthenticated("Missing bearer token")
+    verifier: TokenVerifier = request.app.state.token_verifier
     try:
-        return decode_access_token(credentials.credentials, request.app.state.settings)
+        return verifier.verify(credentials.credentials)
     except InvalidToken as exc:
         raise NotAuthenticated("Invalid or expired token") from exc
 

@@ -4,15 +4,29 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, Row, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.pagination import Keyset
 from app.models import Payment, PaymentProvider, PaymentStatus
 
 UNIQUE_VIOLATION = "23505"
 UNIQUE_COLUMNS = frozenset({"payment_id", "checkout_session_id"})
+
+
+# Reads return plain rows (attribute access like the ORM object, without the identity map and
+# instance state the ORM would build for each one); writes work on ORM objects.
+PaymentRow = Row[Any]
+_ROW_COLUMNS = tuple(Payment.__table__.columns)
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    rows: list[PaymentRow]
+    total: int | None
+    has_more: bool
 
 
 class UniqueViolation(Exception):
@@ -57,20 +71,26 @@ class PaymentRepository:
         return (await self.session.scalars(statement)).one_or_none()
 
     async def get(self, payment_id: int, *, for_update: bool = False) -> Payment | None:
+        """The ORM object, for changing it (`for_update` locks the row until the transaction ends)."""
         statement = select(Payment).where(Payment.id == payment_id)
         if for_update:
             statement = statement.with_for_update()
         return (await self.session.scalars(statement)).one_or_none()
+
+    async def get_row(self, payment_id: int) -> PaymentRow | None:
+        return (await self.session.execute(select(*_ROW_COLUMNS).where(Payment.id == payment_id))).first()
+
+    async def get_row_by_gateway_id(self, gateway_payment_id: str) -> PaymentRow | None:
+        statement = select(*_ROW_COLUMNS).where(Payment.payment_id == gateway_payment_id)
+        return (await self.session.execute(statement)).first()
 
     async def find_for_provider_event(
         self, *, checkout_session_id: str | None, payment_intent_id: str | None
     ) -> Payment | None:
         """The payment a provider event is about, locked: by checkout session first, then by the
         gateway payment id."""
-        for column, value in (
-            (Payment.checkout_session_id, checkout_session_id),
-            (Payment.payment_id, payment_intent_id),
-        ):
+        lookups = ((Payment.checkout_session_id, checkout_session_id), (Payment.payment_id, payment_intent_id))
+        for column, value in lookups:
             if value is not None:
                 statement = select(Payment).where(column == value).with_for_update()
                 payment = (await self.session.scalars(statement)).one_or_none()
@@ -78,28 +98,39 @@ class PaymentRepository:
                     return payment
         return None
 
-    async def get_by_gateway_id(self, gateway_payment_id: str) -> Payment | None:
-        statement = select(Payment).where(Payment.payment_id == gateway_payment_id)
-        return (await self.session.scalars(statement)).one_or_none()
-
-    async def list_for_booking(self, booking_id: str, *, user_id: int | None) -> list[Payment]:
+    async def list_for_booking(self, booking_id: str, *, user_id: int | None) -> list[PaymentRow]:
         filters = PaymentFilters(booking_id=booking_id, user_id=user_id)
-        statement = select(Payment).where(*filters.conditions()).order_by(Payment.created_at, Payment.id)
-        return list(await self.session.scalars(statement))
+        statement = select(*_ROW_COLUMNS).where(*filters.conditions()).order_by(Payment.created_at, Payment.id)
+        return list((await self.session.execute(statement)).all())
 
-    async def list_page(self, filters: PaymentFilters, *, offset: int, limit: int) -> tuple[list[Payment], int]:
-        """One page, newest first, and the number of rows matching the filters."""
+    async def list_page(
+        self,
+        filters: PaymentFilters,
+        *,
+        limit: int,
+        offset: int = 0,
+        after: Keyset | None = None,
+        with_total: bool = True,
+    ) -> Page:
+        """One page newest first: after `offset` rows, or after the keyset position `after` (which
+        an index on (..., created_at, id) serves directly, so every page costs the same)."""
         conditions = filters.conditions()
-        page = (
-            select(Payment)
-            .where(*conditions)
+        page_conditions = list(conditions)
+        if after is not None:
+            page_conditions.append(tuple_(Payment.created_at, Payment.id) < tuple_(after.created_at, after.id))
+        statement = (
+            select(*_ROW_COLUMNS)
+            .where(*page_conditions)
             .order_by(Payment.created_at.desc(), Payment.id.desc())
             .offset(offset)
-            .limit(limit)
+            .limit(limit + 1)  # one more than asked tells whether there is a next page
         )
-        items = list(await self.session.scalars(page))
-        total = await self.session.scalar(select(func.count()).select_from(Payment).where(*conditions))
-        return items, total or 0
+        rows = list((await self.session.execute(statement)).all())
+        total = None
+        if with_total:
+            count = select(func.count()).select_from(Payment).where(*conditions)
+            total = int(await self.session.scalar(count) or 0)
+        return Page(rows=rows[:limit], total=total, has_more=len(rows) > limit)
 
     async def update(self, payment_id: int, values: dict[str, Any]) -> Payment:
         """Apply `values` to one payment, bump its version, and return it as stored. A collision on a unique gateway id

@@ -1,6 +1,5 @@
 from datetime import datetime
 from decimal import Decimal
-from math import ceil
 from typing import Annotated, Self
 
 from pydantic import (
@@ -15,6 +14,7 @@ from pydantic import (
 )
 
 from app.core.currencies import amount_problem, format_amount
+from app.core.pagination import Keyset, decode_cursor
 from app.models.enums import PaymentProvider, PaymentStatus
 from app.schemas.fields import (
     Amount,
@@ -150,8 +150,19 @@ _RANGE_DOC = "Inclusive; ISO 8601 date-time, UTC when it has no offset"
 class PaymentListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    page: int = Field(default=1, ge=1, le=1_000_000)
+    page: int = Field(default=1, ge=1, le=1_000_000, description="Offset paging, from 1")
     size: int = Field(default=20, ge=1, le=100)
+    cursor: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Keyset paging: the `next_cursor` of the previous page. Every page costs the same, "
+        "however deep; `page` must then be left out.",
+    )
+    include_total: bool | None = Field(
+        default=None,
+        description="Count the matching rows for `total` and `pages`. Default: true for offset paging, "
+        "false with a cursor (counting is the cost that grows with the data).",
+    )
     payment_status: PaymentStatus | None = None
     provider: PaymentProvider | None = None
     currency: CurrencyCode | None = None
@@ -166,6 +177,25 @@ class PaymentListQuery(BaseModel):
             raise ValueError("created_from must not be after created_to")
         return self
 
+    @field_validator("cursor")
+    @classmethod
+    def _cursor_is_ours(cls, cursor: str | None) -> str | None:
+        if cursor is not None:
+            decode_cursor(cursor)
+        return cursor
+
+    @model_validator(mode="after")
+    def _one_way_of_paging(self) -> Self:
+        if self.cursor is not None and "page" in self.model_fields_set:
+            raise ValueError("use either page or cursor, not both")
+        return self
+
+    def position(self) -> Keyset | None:
+        return decode_cursor(self.cursor) if self.cursor is not None else None
+
+    def counts_total(self) -> bool:
+        return self.include_total if self.include_total is not None else self.cursor is None
+
 
 class AdminPaymentListQuery(PaymentListQuery):
     user_id: int | None = Field(default=None, ge=-(2**63), lt=2**63)
@@ -173,14 +203,11 @@ class AdminPaymentListQuery(PaymentListQuery):
 
 class PaymentPage(BaseModel):
     items: list[PaymentRead]
-    total: int
-    page: int
+    total: int | None = Field(description="Rows matching the filters; null when not counted (include_total)")
+    page: int | None = Field(description="The offset page; null for a cursor page")
     size: int
-    pages: int
-
-    @classmethod
-    def build(cls, items: list[PaymentRead], total: int, page: int, size: int) -> "PaymentPage":
-        return cls(items=items, total=total, page=page, size=size, pages=ceil(total / size))
+    pages: int | None = Field(description="ceil(total / size); 0 when there are no rows; null when not counted")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
 
 
 class StatusHistoryEntry(BaseModel):

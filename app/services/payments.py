@@ -2,7 +2,7 @@
 
 from collections.abc import Collection
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,7 +18,7 @@ from app.core.errors import (
 from app.core.security import Principal
 from app.models import Payment, PaymentStatus, PaymentStatusHistory
 from app.repositories.history import StatusHistoryRepository
-from app.repositories.payments import PaymentFilters, PaymentRepository, UniqueViolation
+from app.repositories.payments import Page, PaymentFilters, PaymentRepository, PaymentRow, UniqueViolation
 from app.schemas.fields import METADATA_MAX_KEYS
 from app.schemas.payment import AdminPaymentListQuery, PaymentCreate, PaymentListQuery, PaymentUpdate
 from app.services.status_rules import can_transition
@@ -30,7 +30,10 @@ LOCKED_AFTER_PENDING = ("amount_total", "currency")
 ExpectedVersions = Collection[int] | None
 
 
-def _visible_to(payment: Payment | None, principal: Principal) -> Payment:
+PaymentRecord = TypeVar("PaymentRecord", Payment, PaymentRow)
+
+
+def _visible_to(payment: PaymentRecord | None, principal: Principal) -> PaymentRecord:
     # Someone else's payment is reported exactly like a missing one, so ids cannot be probed.
     if payment is None or not (principal.is_admin or payment.user_id == principal.user_id):
         raise PaymentNotFound("Payment not found")
@@ -68,27 +71,27 @@ class PaymentService:
         )
         return payment
 
-    async def get(self, principal: Principal, payment_id: int) -> Payment:
-        return _visible_to(await self.payments.get(payment_id), principal)
+    async def get(self, principal: Principal, payment_id: int) -> PaymentRow:
+        return _visible_to(await self.payments.get_row(payment_id), principal)
 
-    async def get_by_gateway_id(self, principal: Principal, gateway_payment_id: str) -> Payment:
-        return _visible_to(await self.payments.get_by_gateway_id(gateway_payment_id), principal)
+    async def get_by_gateway_id(self, principal: Principal, gateway_payment_id: str) -> PaymentRow:
+        return _visible_to(await self.payments.get_row_by_gateway_id(gateway_payment_id), principal)
 
     async def status_history(self, principal: Principal, payment_id: int) -> list[PaymentStatusHistory]:
-        payment = _visible_to(await self.payments.get(payment_id), principal)
+        payment = _visible_to(await self.payments.get_row(payment_id), principal)
         return await self.history.for_payment(payment.id)
 
-    async def list_for_booking(self, principal: Principal, booking_id: str) -> list[Payment]:
+    async def list_for_booking(self, principal: Principal, booking_id: str) -> list[PaymentRow]:
         owner = None if principal.is_admin else principal.user_id
         return await self.payments.list_for_booking(booking_id, user_id=owner)
 
-    async def list_own(self, principal: Principal, query: PaymentListQuery) -> tuple[list[Payment], int]:
+    async def list_own(self, principal: Principal, query: PaymentListQuery) -> Page:
         return await self._list(query, user_id=principal.user_id)
 
-    async def list_all(self, query: AdminPaymentListQuery) -> tuple[list[Payment], int]:
+    async def list_all(self, query: AdminPaymentListQuery) -> Page:
         return await self._list(query, user_id=query.user_id)
 
-    async def _list(self, query: PaymentListQuery, *, user_id: int | None) -> tuple[list[Payment], int]:
+    async def _list(self, query: PaymentListQuery, *, user_id: int | None) -> Page:
         filters = PaymentFilters(
             user_id=user_id,
             payment_status=query.payment_status,
@@ -99,7 +102,14 @@ class PaymentService:
             created_from=query.created_from,
             created_to=query.created_to,
         )
-        return await self.payments.list_page(filters, offset=(query.page - 1) * query.size, limit=query.size)
+        position = query.position()
+        return await self.payments.list_page(
+            filters,
+            limit=query.size,
+            offset=0 if position is not None else (query.page - 1) * query.size,
+            after=position,
+            with_total=query.counts_total(),
+        )
 
     async def update(
         self, principal: Principal, payment_id: int, data: PaymentUpdate, expected: ExpectedVersions = None

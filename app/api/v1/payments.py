@@ -1,3 +1,4 @@
+from math import ceil
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, status
@@ -6,9 +7,10 @@ from starlette.responses import Response
 from app.api.idempotency import IdempotencyDep
 from app.api.problems import problem_responses
 from app.api.responses import parse_if_match, payment_response
+from app.core.pagination import Keyset, encode_cursor
 from app.dependencies.auth import AdminUser, CurrentUser
-from app.dependencies.services import PaymentServiceDep
-from app.models import Payment
+from app.dependencies.services import PaymentReaderDep, PaymentServiceDep
+from app.repositories.payments import Page, PaymentRow
 from app.schemas.fields import GatewayId, Reference
 from app.schemas.payment import (
     AdminPaymentListQuery,
@@ -39,8 +41,17 @@ def single(status_code: int = 200, *errors: int) -> dict[int | str, dict[str, ob
     return {status_code: {"headers": ETAG_HEADER}, **problem_responses(*errors)}
 
 
-def _page(items: list[Payment], total: int, query: PaymentListQuery) -> PaymentPage:
-    return PaymentPage.build([PaymentRead.model_validate(item) for item in items], total, query.page, query.size)
+def _page(page: Page, query: PaymentListQuery) -> PaymentPage:
+    last = page.rows[-1] if page.rows else None
+    next_cursor = encode_cursor(Keyset(last.created_at, last.id)) if last is not None and page.has_more else None
+    return PaymentPage(
+        items=[PaymentRead.model_validate(row) for row in page.rows],
+        total=page.total,
+        page=query.page if query.cursor is None else None,
+        size=query.size,
+        pages=ceil(page.total / query.size) if page.total is not None else None,
+        next_cursor=next_cursor,
+    )
 
 
 @router.post(
@@ -61,10 +72,9 @@ async def create_payment(
 
 @router.get("/", response_model=PaymentPage, summary="The caller's payments, newest first")
 async def list_payments(
-    query: Annotated[PaymentListQuery, Query()], user: CurrentUser, service: PaymentServiceDep
+    query: Annotated[PaymentListQuery, Query()], user: CurrentUser, service: PaymentReaderDep
 ) -> PaymentPage:
-    items, total = await service.list_own(user, query)
-    return _page(items, total, query)
+    return _page(await service.list_own(user, query), query)
 
 
 @router.get(
@@ -74,10 +84,9 @@ async def list_payments(
     summary="Every user's payments (admins only)",
 )
 async def list_all_payments(
-    query: Annotated[AdminPaymentListQuery, Query()], admin: AdminUser, service: PaymentServiceDep
+    query: Annotated[AdminPaymentListQuery, Query()], admin: AdminUser, service: PaymentReaderDep
 ) -> PaymentPage:
-    items, total = await service.list_all(query)
-    return _page(items, total, query)
+    return _page(await service.list_all(query), query)
 
 
 @router.get(
@@ -87,7 +96,7 @@ async def list_all_payments(
     summary="A payment by the gateway's payment id",
 )
 async def get_payment_by_gateway_id(
-    payment_id: Annotated[GatewayId, Path()], user: CurrentUser, service: PaymentServiceDep
+    payment_id: Annotated[GatewayId, Path()], user: CurrentUser, service: PaymentReaderDep
 ) -> Response:
     return payment_response(await service.get_by_gateway_id(user, payment_id))
 
@@ -98,13 +107,13 @@ async def get_payment_by_gateway_id(
     summary="The caller's payments for a booking, oldest first (admins: everyone's)",
 )
 async def list_payments_for_booking(
-    booking_id: Annotated[Reference, Path()], user: CurrentUser, service: PaymentServiceDep
-) -> list[Payment]:
+    booking_id: Annotated[Reference, Path()], user: CurrentUser, service: PaymentReaderDep
+) -> list[PaymentRow]:
     return await service.list_for_booking(user, booking_id)
 
 
 @router.get("/{id}", response_model=PaymentRead, responses=single(200, 404), summary="One payment")
-async def get_payment(id: PaymentIdPath, user: CurrentUser, service: PaymentServiceDep) -> Response:
+async def get_payment(id: PaymentIdPath, user: CurrentUser, service: PaymentReaderDep) -> Response:
     return payment_response(await service.get(user, id))
 
 
@@ -114,7 +123,7 @@ async def get_payment(id: PaymentIdPath, user: CurrentUser, service: PaymentServ
     responses=problem_responses(404),
     summary="The payment's status changes, oldest first (owner or admin)",
 )
-async def get_payment_history(id: PaymentIdPath, user: CurrentUser, service: PaymentServiceDep) -> list[object]:
+async def get_payment_history(id: PaymentIdPath, user: CurrentUser, service: PaymentReaderDep) -> list[object]:
     return list(await service.status_history(user, id))
 
 

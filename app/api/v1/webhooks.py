@@ -7,7 +7,7 @@ from app.api.problems import problem_responses
 from app.core.errors import InvalidWebhook, WebhooksNotConfigured
 from app.core.webhook_signatures import InvalidSignature, verify_stripe_signature
 from app.dependencies.auth import AdminUser
-from app.dependencies.services import StripeWebhookServiceDep
+from app.dependencies.services import StripeWebhookServiceDep, WebhookReaderDep
 from app.schemas.webhook import StripeEvent, WebhookAck, WebhookEventPage, WebhookEventQuery, WebhookEventRead
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
@@ -54,7 +54,7 @@ async def receive_stripe_event(
     summary="Recorded provider events, newest first (admins only)",
 )
 async def list_webhook_events(
-    query: Annotated[WebhookEventQuery, Query()], admin: AdminUser, service: StripeWebhookServiceDep
+    query: Annotated[WebhookEventQuery, Query()], admin: AdminUser, service: WebhookReaderDep
 ) -> WebhookEventPage:
     items, total = await service.list_events(outcome=query.outcome, page=query.page, size=query.size)
     return WebhookEventPage.build(
