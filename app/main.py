@@ -3,16 +3,20 @@
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from typing import cast
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from sqlalchemy.pool import QueuePool
 
 from app.api import meta
+from app.api.middleware import RequestObservabilityMiddleware
 from app.api.problems import install_problem_handlers
-from app.api.v1 import api_router
+from app.api.v1 import routers as api_routers
 from app.core.config import SERVICE_NAME, SERVICE_VERSION, Settings, get_settings
 from app.core.database import create_engine, create_read_sessionmaker, create_sessionmaker
-from app.core.request_id import RequestIdMiddleware
+from app.core.logging import configure_logging
+from app.core.metrics import POOL
 from app.core.security import TokenVerifier
 from app.services.housekeeping import purge_periodically
 
@@ -22,9 +26,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.log_level)
         engine = create_engine(settings)
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.read_sessionmaker = create_read_sessionmaker(engine)
+        POOL.pool = lambda: cast(QueuePool, engine.sync_engine.pool)
         purge = asyncio.create_task(
             purge_periodically(app.state.sessionmaker, settings.idempotency_purge_interval_seconds)
         )
@@ -53,11 +59,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["*"],
             allow_headers=["*"],
         )
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestObservabilityMiddleware)
     install_problem_handlers(app)
     meta.install_docs(app)
     app.include_router(meta.router)
-    app.include_router(api_router)
+    for router in api_routers:
+        app.include_router(router)
     return app
 
 

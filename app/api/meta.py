@@ -1,15 +1,20 @@
 """Unauthenticated routes: service info, health, and the self-hosted API docs."""
 
+import hmac
 from importlib.resources import files
 from typing import Literal
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.core.config import SERVICE_NAME, SERVICE_VERSION
+from app.core.errors import NotAuthenticated
+from app.core.metrics import REGISTRY
 
 # Swagger UI and ReDoc bundles ship inside the fastapi-offline wheel, so /docs works with no CDN.
 DOCS_ASSETS_URL = "/docs-assets"
@@ -42,6 +47,19 @@ async def root() -> ServiceInfo:
 @router.get("/health", response_model=Health, tags=["meta"], summary="Liveness: the process is up")
 async def health() -> Health:
     return Health(status="healthy", service=SERVICE_NAME, version=SERVICE_VERSION)
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    """Prometheus text format. Off with METRICS_ENABLED=false; METRICS_TOKEN makes it need a token."""
+    settings = request.app.state.settings
+    if not settings.metrics_enabled:
+        raise StarletteHTTPException(404)
+    if settings.metrics_token is not None:
+        expected = f"Bearer {settings.metrics_token.get_secret_value()}".encode()
+        if not hmac.compare_digest(request.headers.get("authorization", "").encode(), expected):
+            raise NotAuthenticated("GET /metrics needs the METRICS_TOKEN as a bearer token")
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
 def install_docs(app: FastAPI) -> None:

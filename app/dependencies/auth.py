@@ -18,9 +18,11 @@ async def get_current_principal(
         raise NotAuthenticated("Missing bearer token")
     verifier: TokenVerifier = request.app.state.token_verifier
     try:
-        return verifier.verify(credentials.credentials)
+        principal = verifier.verify(credentials.credentials)
     except InvalidToken as exc:
         raise NotAuthenticated("Invalid or expired token") from exc
+    request.state.user_id = principal.user_id  # for the request log line
+    return principal
 
 
 CurrentUser = Annotated[Principal, Depends(get_current_principal)]

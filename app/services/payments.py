@@ -1,5 +1,6 @@
 """Business rules for payments: ownership, what may change, status moves and their history."""
 
+import logging
 from collections.abc import Collection
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -15,6 +16,7 @@ from app.core.errors import (
     PaymentNotFound,
     PreconditionFailed,
 )
+from app.core.metrics import PAYMENTS_CREATED, STATUS_TRANSITIONS
 from app.core.security import Principal
 from app.models import Payment, PaymentStatus, PaymentStatusHistory
 from app.repositories.history import StatusHistoryRepository
@@ -22,6 +24,8 @@ from app.repositories.payments import Page, PaymentFilters, PaymentRepository, P
 from app.schemas.fields import METADATA_MAX_KEYS
 from app.schemas.payment import AdminPaymentListQuery, PaymentCreate, PaymentListQuery, PaymentUpdate
 from app.services.status_rules import can_transition
+
+logger = logging.getLogger(__name__)
 
 GATEWAY_REFERENCES = ("payment_id", "checkout_session_id")
 LOCKED_AFTER_PENDING = ("amount_total", "currency")
@@ -68,6 +72,11 @@ class PaymentService:
             raise DuplicatePayment("A payment with this payment_id or checkout_session_id already exists")
         await self.history.record(
             payment.id, None, payment.payment_status, actor=principal.actor, request_id=self.request_id
+        )
+        PAYMENTS_CREATED.labels(payment.provider.value, payment.currency).inc()
+        logger.info(
+            "payment created",
+            extra={"payment_id": payment.id, "to_status": payment.payment_status.value, "actor": principal.actor},
         )
         return payment
 
@@ -173,6 +182,17 @@ class PaymentService:
         moved = await self.payments.update(payment.id, {"payment_status": target})
         await self.history.record(
             payment.id, current, target, actor=actor, request_id=self.request_id, event_id=event_id
+        )
+        STATUS_TRANSITIONS.labels(current.value, target.value).inc()
+        logger.info(
+            "payment status changed",
+            extra={
+                "payment_id": payment.id,
+                "from_status": current.value,
+                "to_status": target.value,
+                "actor": actor,
+                "event_id": event_id,
+            },
         )
         return moved
 

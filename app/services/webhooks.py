@@ -8,6 +8,7 @@ from decimal import Decimal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.currencies import MINOR_UNITS
+from app.core.metrics import WEBHOOK_EVENTS
 from app.models import Payment, WebhookEvent, WebhookOutcome
 from app.repositories.payments import PaymentRepository, UniqueViolation
 from app.repositories.webhooks import WebhookEventRepository
@@ -56,6 +57,7 @@ class StripeWebhookService:
             return WebhookResult(known.outcome, duplicate=True)
         outcome, payment, detail = await self._apply(event)
         await self.events.set_outcome(recorded, outcome, payment_id=payment.id if payment else None, detail=detail)
+        WEBHOOK_EVENTS.labels(STRIPE, outcome.value).inc()
         log = logger.warning if outcome is WebhookOutcome.ANOMALY else logger.info
         log(
             "stripe event %s (%s): %s%s",

@@ -1,7 +1,5 @@
-from fastapi import APIRouter
-
 from app.api.v1 import payments, webhooks
 
-api_router = APIRouter(prefix="/api/v1")
-api_router.include_router(payments.router)
-api_router.include_router(webhooks.router)
+# Each router carries its full path (/api/v1/...), so the route seen by the request log and the
+# metrics is the whole template, e.g. /api/v1/payments/{id}.
+routers = [payments.router, webhooks.router]

@@ -23,7 +23,7 @@ from app.schemas.payment import (
     StatusHistoryEntry,
 )
 
-router = APIRouter(prefix="/payments", tags=["payments"], responses=problem_responses(401, 422))
+router = APIRouter(prefix="/api/v1/payments", tags=["payments"], responses=problem_responses(401, 422))
 
 PaymentIdPath = Annotated[int, Path(ge=1, le=2**63 - 1, description="The payment's id in this service")]
 IfMatch = Annotated[

@@ -10,7 +10,7 @@ from app.dependencies.auth import AdminUser
 from app.dependencies.services import StripeWebhookServiceDep, WebhookReaderDep
 from app.schemas.webhook import StripeEvent, WebhookAck, WebhookEventPage, WebhookEventQuery, WebhookEventRead
 
-router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 
 
 @router.post(
