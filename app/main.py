@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.pool import QueuePool
 
 from app.api import meta
-from app.api.middleware import RequestObservabilityMiddleware
+from app.api.middleware import BodySizeLimitMiddleware, RequestObservabilityMiddleware
 from app.api.problems import install_problem_handlers
 from app.api.v1 import routers as api_routers
 from app.core.config import SERVICE_NAME, SERVICE_VERSION, Settings, get_settings
@@ -30,6 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine(settings)
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.read_sessionmaker = create_read_sessionmaker(engine)
+        app.state.engine = engine
         POOL.pool = lambda: cast(QueuePool, engine.sync_engine.pool)
         purge = asyncio.create_task(
             purge_periodically(app.state.sessionmaker, settings.idempotency_purge_interval_seconds)
@@ -59,7 +60,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["*"],
             allow_headers=["*"],
         )
-    app.add_middleware(RequestObservabilityMiddleware)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestObservabilityMiddleware)  # added last: runs first, sees every response
     install_problem_handlers(app)
     meta.install_docs(app)
     app.include_router(meta.router)

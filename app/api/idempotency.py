@@ -10,6 +10,7 @@
 
 import hashlib
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Annotated
@@ -26,6 +27,8 @@ from app.dependencies.database import SessionDep
 from app.models import IdempotencyState
 from app.models.idempotency import IDEMPOTENCY_KEY_LENGTH
 from app.repositories.idempotency import IdempotencyRepository, StoredResponse
+
+logger = logging.getLogger(__name__)
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 # Response headers worth replaying along with the body.
@@ -115,8 +118,11 @@ class Idempotency:
         return Response(existing.response_body or b"", existing.response_status, headers=headers)
 
     async def _release(self, key: str) -> None:
-        async with self.sessionmaker() as session, session.begin():
-            await IdempotencyRepository(session).release(self.user_id, key)
+        try:
+            async with self.sessionmaker() as session, session.begin():
+                await IdempotencyRepository(session).release(self.user_id, key)
+        except Exception:  # e.g. the database is down: the key stays in flight until its lock times out
+            logger.warning("could not release idempotency key after a failed request", exc_info=True)
 
 
 async def get_idempotency(

@@ -1,5 +1,6 @@
 """Unauthenticated routes: service info, health, and the self-hosted API docs."""
 
+import asyncio
 import hmac
 from importlib.resources import files
 from typing import Literal
@@ -10,10 +11,13 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
+from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.api.problems import problem_responses
 from app.core.config import SERVICE_NAME, SERVICE_VERSION
-from app.core.errors import NotAuthenticated
+from app.core.database import is_database_unavailable
+from app.core.errors import DatabaseUnavailable, NotAuthenticated
 from app.core.metrics import REGISTRY
 
 # Swagger UI and ReDoc bundles ship inside the fastapi-offline wheel, so /docs works with no CDN.
@@ -47,6 +51,29 @@ async def root() -> ServiceInfo:
 @router.get("/health", response_model=Health, tags=["meta"], summary="Liveness: the process is up")
 async def health() -> Health:
     return Health(status="healthy", service=SERVICE_NAME, version=SERVICE_VERSION)
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"]
+
+
+@router.get(
+    "/health/ready",
+    response_model=Readiness,
+    tags=["meta"],
+    summary="Readiness: the database answers (503 problem when it does not)",
+    responses=problem_responses(503),
+)
+async def ready(request: Request) -> Readiness:
+    settings = request.app.state.settings
+    try:
+        async with request.app.state.read_sessionmaker() as session:
+            await asyncio.wait_for(session.execute(text("SELECT 1")), settings.db_connect_timeout_seconds + 1)
+    except Exception as exc:
+        if not is_database_unavailable(exc):
+            raise
+        raise DatabaseUnavailable("The database does not answer") from exc
+    return Readiness(status="ready")
 
 
 @router.get("/metrics", include_in_schema=False)

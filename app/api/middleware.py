@@ -9,6 +9,8 @@ import uuid
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.api.problems import render_domain_error
+from app.core.errors import PayloadTooLarge
 from app.core.logging import request_id_var
 from app.core.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
@@ -68,3 +70,52 @@ class RequestObservabilityMiddleware:
                 },
             )
             request_id_var.reset(context)
+
+
+class BodySizeLimitMiddleware:
+    """Refuse request bodies over `max_bytes` with 413, whether announced by Content-Length or
+    streamed in chunks, before the app parses (or stores) any of it."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        chunked = False
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await render_domain_error(self._too_large())(scope, receive, send)
+                return
+            chunked = chunked or (name == b"transfer-encoding" and b"chunked" in value.lower())
+        if not chunked:
+            # No body, or one bounded by its Content-Length (which the server holds it to).
+            await self.app(scope, receive, send)
+            return
+        # A chunked body has no announced size: read it here, up to the limit, then hand it on.
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            body += message.get("body", b"")
+            if len(body) > self.max_bytes:
+                await render_domain_error(self._too_large())(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"The request body is larger than {self.max_bytes} bytes")

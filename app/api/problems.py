@@ -1,5 +1,6 @@
 """RFC 9457 problem+json responses: one place turns every error into the same shape."""
 
+import logging
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, cast
@@ -8,11 +9,16 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.core.errors import PROBLEM_TYPE_BASE, DomainError
+from app.core.database import is_database_unavailable
+from app.core.errors import PROBLEM_TYPE_BASE, DatabaseUnavailable, DomainError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+logger = logging.getLogger(__name__)
 
 
 class FieldError(BaseModel):
@@ -80,6 +86,14 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return problem_response(exc.status_code, "about:blank", title, detail, headers=dict(exc.headers or {}))
 
 
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    if not is_database_unavailable(exc):
+        logger.error("unexpected database error", exc_info=exc)
+        return await _unexpected_error(request, exc)
+    logger.warning("database unavailable: %s", type(exc).__name__)
+    return render_domain_error(DatabaseUnavailable("The database is unavailable; retry shortly"))
+
+
 async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
     # The exception is re-raised by Starlette after this response is sent, so it is still logged
     # with its traceback; the client never sees it.
@@ -90,6 +104,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    for database_error in (DBAPIError, SQLAlchemyTimeoutError, OSError, TimeoutError):
+        app.add_exception_handler(database_error, _database_error)
     app.add_exception_handler(Exception, _unexpected_error)
 
 

@@ -33,7 +33,10 @@ class Settings(BaseSettings):
     )
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=20, ge=0)
-    db_pool_timeout_seconds: float = Field(default=10.0, gt=0)
+    db_pool_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Fail fast when PostgreSQL is away or stuck: requests get a 503 instead of hanging.
+    db_connect_timeout_seconds: float = Field(default=2.0, gt=0)
+    db_statement_timeout_seconds: float = Field(default=5.0, gt=0)
 
     secret_key: SecretStr = SecretStr("dev-secret-key-change-me-in-production")
     algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
@@ -47,6 +50,8 @@ class Settings(BaseSettings):
     # One or more `whsec_...` secrets, comma-separated, so a secret can be rolled without downtime.
     stripe_webhook_secret: SecretStr | None = None
     stripe_webhook_tolerance_seconds: int = Field(default=300, ge=1)
+
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
 
     metrics_enabled: bool = True
     # When set, GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>`.

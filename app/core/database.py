@@ -1,5 +1,7 @@
 """Engine and session factory, built at start-up (in the app's lifespan) and disposed on shutdown."""
 
+from sqlalchemy.exc import DBAPIError, InterfaceError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from app.core.config import Settings
@@ -20,6 +22,12 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
+        connect_args={
+            "timeout": settings.db_connect_timeout_seconds,
+            # Enforced by the server (it cancels the statement) and by asyncpg (client-side).
+            "command_timeout": settings.db_statement_timeout_seconds + 1,
+            "server_settings": {"statement_timeout": str(int(settings.db_statement_timeout_seconds * 1000))},
+        },
     )
 
 
@@ -31,3 +39,21 @@ def create_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSes
     """Sessions for read-only requests, on the same pool but in autocommit: each SELECT runs on its
     own, without the BEGIN and COMMIT round trips a transaction would cost."""
     return create_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
+
+
+# SQLSTATEs meaning "the database cannot serve this now": statement timeout, admin shutdown, crash
+# shutdown, cannot connect now, too many connections, and the connection exception class (08xxx).
+_UNAVAILABLE_SQLSTATES = frozenset({"57014", "57P01", "57P02", "57P03", "53300"})
+
+
+def is_database_unavailable(error: BaseException) -> bool:
+    """True for errors that mean PostgreSQL is unreachable, restarting or overloaded (worth a 503
+    and a retry), False for errors that are bugs."""
+    if isinstance(error, SQLAlchemyTimeoutError | OSError | TimeoutError):
+        return True  # pool exhausted, connection refused or reset, connect or command timeout
+    if isinstance(error, DBAPIError):
+        if error.connection_invalidated or isinstance(error, InterfaceError):
+            return True
+        sqlstate = getattr(error.orig, "sqlstate", None) or ""
+        return sqlstate in _UNAVAILABLE_SQLSTATES or sqlstate.startswith("08")
+    return False

@@ -112,3 +112,18 @@ class WebhooksNotConfigured(DomainError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": "60"}
+
+
+class DatabaseUnavailable(DomainError):
+    status_code = 503
+    slug = "database-unavailable"
+    title = "Database unavailable"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "2"}
+
+
+class PayloadTooLarge(DomainError):
+    status_code = 413
+    slug = "payload-too-large"
+    title = "Payload too large"
