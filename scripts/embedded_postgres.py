@@ -31,7 +31,11 @@ def _pgserver() -> Any:
 def server(data_dir: Path) -> Any:
     """The PostgreSQL server in `data_dir`, started if it is not running (it keeps running)."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    return _pgserver().get_server(data_dir, cleanup_mode=None)
+    instance = _pgserver().get_server(data_dir, cleanup_mode=None)
+    # get_server reuses this process's handle without checking it; start the server again if it
+    # was stopped since (as the outage test does).
+    instance.ensure_postgres_running()
+    return instance
 
 
 def asyncpg_url(data_dir: Path, database: str = "postgres") -> str:

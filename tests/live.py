@@ -4,9 +4,11 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -34,23 +36,38 @@ def wait_until_healthy(base_url: str, process: subprocess.Popen[bytes], timeout:
     raise TimeoutError(f"server at {base_url} did not become healthy in {timeout} s")
 
 
+@dataclass(frozen=True)
+class LiveServer:
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+
 @contextmanager
-def uvicorn_servers(count: int, env: dict[str, str]) -> Iterator[list[str]]:
-    """Start `count` uvicorn processes of the app on free loopback ports; yield their base URLs."""
+def uvicorn_servers(count: int, env: dict[str, str]) -> Iterator[list[LiveServer]]:
+    """Start `count` uvicorn processes of the app on free loopback ports."""
     processes: list[subprocess.Popen[bytes]] = []
     urls: list[str] = []
+    logs: list[Path] = []
     try:
         for _ in range(count):
             port = free_port()
             command = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)]
+            # Server logs go to a file (shown by `server_log`), not into the test's output.
+            log = tempfile.NamedTemporaryFile(prefix=f"uvicorn-{port}-", suffix=".log", delete=False)  # noqa: SIM115
             process = subprocess.Popen(  # noqa: S603 - our own server, fixed arguments
-                [*command, "--log-level", "warning"], cwd=PROJECT_ROOT, env={**os.environ, **env}
+                [*command, "--log-level", env.get("LOG_LEVEL", "warning").lower()],
+                cwd=PROJECT_ROOT,
+                env={**os.environ, "LOG_LEVEL": "WARNING", **env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
             processes.append(process)
+            logs.append(Path(log.name))
             urls.append(f"http://127.0.0.1:{port}")
         for url, process in zip(urls, processes, strict=True):
             wait_until_healthy(url, process)
-        yield urls
+        yield [LiveServer(*server) for server in zip(urls, processes, logs, strict=True)]
     finally:
         for process in processes:
             process.terminate()

@@ -41,8 +41,8 @@ def servers(live_database_url: str) -> Iterator[list[str]]:
         "ENVIRONMENT": "test",
         "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET,
     }
-    with uvicorn_servers(2, env) as urls:
-        yield urls
+    with uvicorn_servers(2, env) as live:
+        yield [server.url for server in live]
 
 
 @pytest.fixture
