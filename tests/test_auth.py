@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 from unittest.mock import patch
 
 import httpx
+import jwt
 import pytest
-from jose import jwt
 from pydantic import SecretStr
 
 from app.core.config import Settings
@@ -63,6 +63,17 @@ async def test_expired_token_is_401(client: httpx.AsyncClient) -> None:
     await _assert_unauthorized(client, _bearer(_token({"sub": "1", "exp": _exp(-1)})))
 
 
+async def test_a_token_just_past_exp_is_accepted_within_the_clock_skew(client: httpx.AsyncClient) -> None:
+    token = _token({"sub": "1", "exp": int(time.time()) - 10})
+    assert (await client.get(PAYMENTS, headers=_bearer(token))).status_code == 200
+
+
+async def test_a_token_not_yet_valid_is_401_beyond_the_clock_skew(client: httpx.AsyncClient) -> None:
+    await _assert_unauthorized(client, _bearer(_token({"sub": "1", "exp": _exp(), "nbf": int(time.time()) + 120})))
+    soon = _token({"sub": "1", "exp": _exp(), "nbf": int(time.time()) + 10})
+    assert (await client.get(PAYMENTS, headers=_bearer(soon))).status_code == 200
+
+
 async def test_token_without_exp_is_401(client: httpx.AsyncClient) -> None:
     await _assert_unauthorized(client, _bearer(_token({"sub": "1"})))
 
@@ -71,6 +82,7 @@ async def test_alg_none_is_401(client: httpx.AsyncClient) -> None:
     await _assert_unauthorized(client, _bearer(_unsigned({"sub": "1", "exp": _exp()})))
 
 
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 async def test_other_hmac_algorithm_than_configured_is_401(client: httpx.AsyncClient) -> None:
     await _assert_unauthorized(client, _bearer(_token({"sub": "1", "exp": _exp()}, algorithm="HS512")))
 
@@ -132,24 +144,24 @@ async def test_minted_admin_token_reaches_admin_route(
     assert response.json() == {"items": [], "total": 0, "page": 1, "size": 20, "pages": 0, "next_cursor": None}
 
 
-def test_verified_tokens_are_remembered_until_they_expire(settings: Settings) -> None:
+async def test_verified_tokens_are_remembered_until_they_expire(settings: Settings) -> None:
     verifier = TokenVerifier(settings, max_entries=2)
     short = _token({"sub": "1", "exp": int(time.time()) + 2})
-    assert verifier.verify(short).user_id == 1
+    assert (await verifier.verify(short)).user_id == 1
     # A cached token is not decoded again...
     verifier.settings = settings.model_copy(update={"secret_key": SecretStr("another-secret-entirely-0123456789")})
-    assert verifier.verify(short).user_id == 1
-    # ...but it is refused once its exp has passed, cached or not.
-    with patch("app.core.security.time.time", return_value=time.time() + 5):
+    assert (await verifier.verify(short)).user_id == 1
+    # ...but it is refused once its exp (plus the allowed clock skew) has passed, cached or not.
+    with patch("app.core.security.time.time", return_value=time.time() + 2 + settings.jwt_leeway_seconds + 1):
         with pytest.raises(InvalidToken):
-            verifier.verify(short)
+            await verifier.verify(short)
     with pytest.raises(InvalidToken):
-        verifier.verify(short)  # evicted, and no longer verifiable with the changed key
+        await verifier.verify(short)  # evicted, and no longer verifiable with the changed key
 
 
-def test_the_token_cache_is_bounded(settings: Settings) -> None:
+async def test_the_token_cache_is_bounded(settings: Settings) -> None:
     verifier = TokenVerifier(settings, max_entries=2)
     tokens = [_token({"sub": str(n), "exp": _exp()}) for n in range(3)]
     for token in tokens:
-        verifier.verify(token)
+        await verifier.verify(token)
     assert list(verifier._verified) == tokens[1:]

@@ -21,6 +21,10 @@ KNOWN_DEFAULT_SECRETS = frozenset(
     }
 )
 MIN_PRODUCTION_SECRET_LENGTH = 32
+HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+PUBLIC_KEY_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
 
 
 class Settings(BaseSettings):
@@ -39,8 +43,17 @@ class Settings(BaseSettings):
     db_statement_timeout_seconds: float = Field(default=5.0, gt=0)
 
     secret_key: SecretStr = SecretStr("dev-secret-key-change-me-in-production")
-    algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    # Accepted JWT algorithms, comma-separated; all HS* (SECRET_KEY) or all RS*/PS*/ES* (public key).
+    algorithm: str = "HS256"
     access_token_expire_minutes: int = Field(default=60, ge=1)
+    jwt_public_key: SecretStr | None = Field(default=None, description="PEM public key for RS*/PS*/ES* tokens")
+    jwks_url: str | None = Field(default=None, description="JWKS endpoint of the identity provider")
+    jwks_timeout_seconds: float = Field(default=2.0, gt=0)
+    jwks_cache_seconds: float = Field(default=3600, gt=0)
+    jwks_min_refetch_seconds: float = Field(default=30, ge=0)
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
 
     idempotency_key_ttl_seconds: int = Field(default=24 * 3600, ge=60)
     # An in-flight key older than this is presumed abandoned (its process died) and may be retried.
@@ -67,6 +80,29 @@ class Settings(BaseSettings):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
 
+    def jwt_algorithms(self) -> list[str]:
+        return [part.strip() for part in self.algorithm.split(",") if part.strip()]
+
+    @model_validator(mode="after")
+    def _one_coherent_jwt_mode(self) -> "Settings":
+        algorithms = self.jwt_algorithms()
+        unknown = [name for name in algorithms if name not in HMAC_ALGORITHMS | PUBLIC_KEY_ALGORITHMS]
+        if not algorithms or unknown:
+            raise ValueError(f"ALGORITHM must list algorithms from {sorted(HMAC_ALGORITHMS | PUBLIC_KEY_ALGORITHMS)}")
+        public_key_sources = [name for name in ("jwt_public_key", "jwks_url") if getattr(self, name) is not None]
+        if all(name in HMAC_ALGORITHMS for name in algorithms):
+            if public_key_sources:
+                raise ValueError(
+                    "HS* algorithms cannot be used with JWT_PUBLIC_KEY or JWKS_URL: a public key must never "
+                    "serve as an HMAC secret; set ALGORITHM to RS256, ES256, ... instead"
+                )
+        elif all(name in PUBLIC_KEY_ALGORITHMS for name in algorithms):
+            if len(public_key_sources) != 1:
+                raise ValueError("RS*/PS*/ES* algorithms need exactly one of JWT_PUBLIC_KEY or JWKS_URL")
+        else:
+            raise ValueError("ALGORITHM cannot mix HS* with public-key algorithms")
+        return self
+
     def stripe_webhook_secrets(self) -> list[str]:
         if self.stripe_webhook_secret is None:
             return []
@@ -81,7 +117,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_weak_secret_in_production(self) -> "Settings":
-        if self.environment == "production":
+        uses_secret = all(name in HMAC_ALGORITHMS for name in self.jwt_algorithms())
+        if self.environment == "production" and uses_secret:
             secret = self.secret_key.get_secret_value()
             if secret in KNOWN_DEFAULT_SECRETS or len(secret) < MIN_PRODUCTION_SECRET_LENGTH:
                 raise ValueError(

@@ -18,7 +18,7 @@ async def get_current_principal(
         raise NotAuthenticated("Missing bearer token")
     verifier: TokenVerifier = request.app.state.token_verifier
     try:
-        principal = verifier.verify(credentials.credentials)
+        principal = await verifier.verify(credentials.credentials)
     except InvalidToken as exc:
         raise NotAuthenticated("Invalid or expired token") from exc
     request.state.user_id = principal.user_id  # for the request log line
