@@ -241,3 +241,10 @@ async def test_duplicate_checkout_session_id_is_409(
 async def test_create_without_token_writes_nothing(client: httpx.AsyncClient, db: AsyncSession) -> None:
     assert_problem(await client.post(PAYMENTS, json=body()), 401)
     assert await payment_count(db) == 0
+
+
+async def test_a_body_that_is_not_utf8_is_422(client: httpx.AsyncClient, auth: TokenFactory, db: AsyncSession) -> None:
+    headers = {**auth(1), "Content-Type": "application/json"}
+    problem = assert_problem(await client.post(PAYMENTS, content=b"\xff\xfe{", headers=headers), 422)
+    assert problem["errors"] == [{"location": "body", "message": "The body is not valid JSON", "type": "json_invalid"}]
+    assert await payment_count(db) == 0

@@ -79,8 +79,21 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# FastAPI's own 400 for a body it cannot decode (e.g. not UTF-8); reported as the 422 that any
+# other body that is not JSON gets, so clients see one status for "this body is not valid JSON".
+_UNPARSABLE_BODY = "There was an error parsing the body"
+
+
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     exc = cast(StarletteHTTPException, exc)
+    if exc.status_code == 400 and exc.detail == _UNPARSABLE_BODY:
+        return problem_response(
+            422,
+            PROBLEM_TYPE_BASE + "validation-error",
+            "Validation error",
+            "The request is not valid; see errors for each field.",
+            errors=[FieldError(location="body", message="The body is not valid JSON", type="json_invalid")],
+        )
     title = HTTPStatus(exc.status_code).phrase
     detail = exc.detail if isinstance(exc.detail, str) else title
     return problem_response(exc.status_code, "about:blank", title, detail, headers=dict(exc.headers or {}))

@@ -23,7 +23,7 @@ from app.schemas.payment import (
     StatusHistoryEntry,
 )
 
-router = APIRouter(prefix="/api/v1/payments", tags=["payments"], responses=problem_responses(401, 422))
+router = APIRouter(prefix="/api/v1/payments", tags=["payments"], responses=problem_responses(401, 422, 503))
 
 PaymentIdPath = Annotated[int, Path(ge=1, le=2**63 - 1, description="The payment's id in this service")]
 IfMatch = Annotated[
@@ -58,7 +58,7 @@ def _page(page: Page, query: PaymentListQuery) -> PaymentPage:
     "/",
     status_code=status.HTTP_201_CREATED,
     response_model=PaymentRead,
-    responses=single(201, 400, 409),
+    responses=single(201, 400, 409, 413),
     summary="Record a payment (owner: the caller); Idempotency-Key supported",
 )
 async def create_payment(
@@ -130,7 +130,7 @@ async def get_payment_history(id: PaymentIdPath, user: CurrentUser, service: Pay
 @router.put(
     "/{id}",
     response_model=PaymentRead,
-    responses=single(200, 404, 409, 412),
+    responses=single(200, 404, 409, 412, 413),
     summary="Change a payment's mutable fields (only those sent); If-Match supported",
 )
 async def update_payment(
@@ -142,7 +142,7 @@ async def update_payment(
 @router.patch(
     "/{id}/status",
     response_model=PaymentRead,
-    responses=single(200, 400, 404, 409, 412),
+    responses=single(200, 400, 404, 409, 412, 413),
     summary="Move a payment to another status; Idempotency-Key and If-Match supported",
 )
 async def change_payment_status(
@@ -162,7 +162,7 @@ async def change_payment_status(
 @router.delete(
     "/{id}",
     response_model=PaymentRead,
-    responses=single(200, 400, 404, 409, 412),
+    responses=single(200, 400, 404, 409, 412, 413),
     summary="Cancel a payment (it is kept, with status canceled); Idempotency-Key and If-Match supported",
 )
 async def cancel_payment(

@@ -16,7 +16,7 @@ router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 @router.post(
     "/stripe",
     response_model=WebhookAck,
-    responses=problem_responses(400, 503),
+    responses=problem_responses(400, 413, 503),
     summary="Stripe events (authenticated by Stripe-Signature, not by a JWT)",
     openapi_extra={
         "requestBody": {
@@ -50,7 +50,7 @@ async def receive_stripe_event(
 @router.get(
     "/events",
     response_model=WebhookEventPage,
-    responses=problem_responses(401, 403, 422),
+    responses=problem_responses(401, 403, 422, 503),
     summary="Recorded provider events, newest first (admins only)",
 )
 async def list_webhook_events(
