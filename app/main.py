@@ -29,7 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         configure_logging(settings.log_level)
         engine = create_engine(settings)
         app.state.sessionmaker = create_sessionmaker(engine)
-        app.state.read_sessionmaker = create_read_sessionmaker(engine)
+        app.state.read_sessionmaker = create_read_sessionmaker(engine, settings)
         app.state.engine = engine
         POOL.pool = lambda: cast(QueuePool, engine.sync_engine.pool)
         purge = asyncio.create_task(

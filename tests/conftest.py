@@ -13,14 +13,15 @@ from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
-    create_async_engine,
 )
 
 from app.core.config import Settings
+from app.core.database import create_engine
 from app.core.security import ADMIN_ROLE, create_access_token
 from app.main import create_app
 from app.models import Payment, PaymentProvider, PaymentStatus
 from tests import databases
+from tests.pgbouncer import pgbouncer_in_front_of
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256"
 # Two webhook secrets, as during a rotation: events signed with either are accepted.
@@ -33,13 +34,21 @@ def server_url() -> str:
     return databases.server_url()
 
 
+# Set by tests/test_pgbouncer.py to run the API tests again through PgBouncer (transaction mode).
+VIA_PGBOUNCER = os.environ.get("TEST_VIA_PGBOUNCER") == "1"
+
+
 @pytest.fixture(scope="session")
 def database_url(server_url: str) -> Iterator[str]:
-    """One database for the whole run, migrated once with Alembic."""
+    """One database for the whole run, migrated once with Alembic (directly, never through PgBouncer)."""
     name = f"payment_service_test_{os.getpid()}"
     url = databases.create_database(server_url, name)
     databases.migrate(url)
-    yield url
+    if VIA_PGBOUNCER:
+        with pgbouncer_in_front_of(url) as through_pgbouncer:
+            yield through_pgbouncer
+    else:
+        yield url
     databases.drop_database(server_url, name)
 
 
@@ -48,14 +57,17 @@ def settings(database_url: str) -> Settings:
     return Settings(
         environment="test",
         database_url=database_url,
+        db_pgbouncer=VIA_PGBOUNCER,
         secret_key=SecretStr(TEST_SECRET),
         stripe_webhook_secret=SecretStr(f"{STRIPE_SECRET},{STRIPE_OLD_SECRET}"),
+        _env_file=None,
     )
 
 
 @pytest.fixture(scope="session")
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(database_url)
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """Built like the app's engine, so the tests use the same connection settings (PgBouncer mode too)."""
+    engine = create_engine(settings)
     yield engine
     await engine.dispose()
 

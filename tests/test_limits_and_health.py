@@ -69,7 +69,7 @@ async def app_without_database(settings: Settings) -> AsyncIterator[FastAPI]:
     app = create_app(dead)
     engine = create_engine(dead)
     app.state.sessionmaker = create_sessionmaker(engine)
-    app.state.read_sessionmaker = create_read_sessionmaker(engine)
+    app.state.read_sessionmaker = create_read_sessionmaker(engine, dead)
     yield app
     await engine.dispose()
 

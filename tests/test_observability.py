@@ -10,6 +10,7 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
 
+from app.core.config import Settings
 from app.core.logging import JsonFormatter, request_id_var
 from app.core.metrics import POOL, REGISTRY
 from tests.conftest import TokenFactory, make_payment
@@ -142,11 +143,11 @@ async def test_metrics_can_require_a_token(client: httpx.AsyncClient, settings_o
     assert (await client.get("/metrics", headers={"Authorization": "Bearer scrape-me"})).status_code == 200
 
 
-async def test_pool_usage_is_exported(engine: AsyncEngine) -> None:
+async def test_pool_usage_is_exported(engine: AsyncEngine, settings: Settings) -> None:
     POOL.pool = lambda: engine.sync_engine.pool if isinstance(engine.sync_engine.pool, QueuePool) else None
     try:
         async with engine.connect():
             assert sample("db_pool_checked_out", {}) >= 1
-        assert sample("db_pool_size", {}) == 5  # SQLAlchemy's default for the tests' engine
+        assert sample("db_pool_size", {}) == settings.db_pool_size
     finally:
         POOL.pool = lambda: None

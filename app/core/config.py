@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     # Fail fast when PostgreSQL is away or stuck: requests get a 503 instead of hanging.
     db_connect_timeout_seconds: float = Field(default=2.0, gt=0)
     db_statement_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Set when DATABASE_URL points at PgBouncer in transaction mode (no prepared statement reuse).
+    db_pgbouncer: bool = False
 
     secret_key: SecretStr = SecretStr("dev-secret-key-change-me-in-production")
     # Accepted JWT algorithms, comma-separated; all HS* (SECRET_KEY) or all RS*/PS*/ES* (public key).

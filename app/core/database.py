@@ -1,5 +1,8 @@
 """Engine and session factory, built at start-up (in the app's lifespan) and disposed on shutdown."""
 
+import uuid
+from typing import Any
+
 from sqlalchemy.exc import DBAPIError, InterfaceError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -17,17 +20,30 @@ def create_engine(settings: Settings) -> AsyncEngine:
             "DATABASE_URL is not set. Set it to postgresql+asyncpg://user:password@host:5432/db, "
             "or start the service with `make run`, which starts an embedded PostgreSQL."
         )
+    connect_args: dict[str, Any] = {
+        "timeout": settings.db_connect_timeout_seconds,
+        # asyncpg's client-side limit; the server-side statement_timeout is set below.
+        "command_timeout": settings.db_statement_timeout_seconds + 1,
+    }
+    if settings.db_pgbouncer:
+        # PgBouncer in transaction mode hands each transaction to any server connection, so a
+        # statement prepared on one is unknown on the next: no statement caches, and unique names
+        # for the unnamed statements asyncpg still prepares. PgBouncer also refuses unknown startup
+        # parameters, so statement_timeout must be set on the database role instead (see README).
+        connect_args |= {
+            "statement_cache_size": 0,
+            "prepared_statement_cache_size": 0,
+            "prepared_statement_name_func": lambda: f"__asyncpg_{uuid.uuid4()}__",
+        }
+    else:
+        statement_timeout_ms = str(int(settings.db_statement_timeout_seconds * 1000))
+        connect_args["server_settings"] = {"statement_timeout": statement_timeout_ms}
     return create_async_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
-        connect_args={
-            "timeout": settings.db_connect_timeout_seconds,
-            # Enforced by the server (it cancels the statement) and by asyncpg (client-side).
-            "command_timeout": settings.db_statement_timeout_seconds + 1,
-            "server_settings": {"statement_timeout": str(int(settings.db_statement_timeout_seconds * 1000))},
-        },
+        connect_args=connect_args,
     )
 
 
@@ -35,9 +51,14 @@ def create_sessionmaker(bind: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(bind, expire_on_commit=False, autoflush=False)
 
 
-def create_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+def create_read_sessionmaker(engine: AsyncEngine, settings: Settings) -> async_sessionmaker[AsyncSession]:
     """Sessions for read-only requests, on the same pool but in autocommit: each SELECT runs on its
-    own, without the BEGIN and COMMIT round trips a transaction would cost."""
+    own, without the BEGIN and COMMIT round trips a transaction would cost.
+
+    Not behind PgBouncer: asyncpg prepares a statement and then executes it in two steps, and
+    outside a transaction PgBouncer may send the second step to another server connection."""
+    if settings.db_pgbouncer:
+        return create_sessionmaker(engine)
     return create_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
 
 
