@@ -1,0 +1,157 @@
+"""Walk through the payments API against a running server, checking every status code.
+
+    make run                                  # in one terminal
+    .venv/bin/python examples/api_usage.py    # in another, from the repository root
+
+BASE_URL  the server (default http://127.0.0.1:8002)
+TOKEN     a bearer token; when unset, a development token for user 123 is minted with the
+          SECRET_KEY/ALGORITHM of this checkout's settings (environment or .env), which must be
+          the ones the server uses.
+
+Exits 0 when every step answered as expected, 1 at the first step that did not.
+"""
+
+import json
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+BASE_URL = os.environ.get("BASE_URL", "http://127.0.0.1:8002").rstrip("/")
+PAYMENTS = "/api/v1/payments"
+DEMO_USER_ID = 123
+
+
+class StepFailed(Exception):
+    pass
+
+
+def dev_token() -> str:
+    """A token signed like the server's own (`make token USER=123` does the same)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root, for `app`
+    from app.core.config import get_settings
+    from app.core.security import create_access_token
+
+    return create_access_token(DEMO_USER_ID, get_settings())
+
+
+def expect(response: httpx.Response, status: int, step: str) -> Any:
+    """The response's JSON body, after checking its status code."""
+    if response.status_code != status:
+        raise StepFailed(
+            f"{step}: expected {status}, got {response.status_code} "
+            f"({response.request.method} {response.request.url})\n{response.text}"
+        )
+    print(f"ok  {response.status_code} {response.request.method} {response.request.url.raw_path.decode()}  {step}")
+    return response.json()
+
+
+def show(body: Any) -> None:
+    print(json.dumps(body, indent=2))
+
+
+def run(client: httpx.Client) -> None:
+    run_id = uuid.uuid4().hex[:12]
+
+    # 1. Record a payment. Send amounts as strings: a JSON number passes through a double.
+    new_payment = {
+        "payment_id": f"pi_example_{run_id}",
+        "provider": "stripe",
+        "currency": "USD",
+        "amount_total": "149.90",
+        "payment_method_types": ["card"],
+        "booking_id": f"bk_{run_id}",
+        "customer_email": "guest@example.com",
+        "description": "2 nights, example booking",
+    }
+    payment = expect(client.post(f"{PAYMENTS}/", json=new_payment), 201, "create a payment")
+    show(payment)
+    payment_id = payment["id"]
+    if payment["payment_status"] != "pending" or payment["amount_total"] != "149.90":
+        raise StepFailed(f"unexpected new payment: {payment}")
+
+    # 2. Read it back.
+    fetched = expect(client.get(f"{PAYMENTS}/{payment_id}"), 200, "get it by id")
+    if fetched["payment_id"] != new_payment["payment_id"]:
+        raise StepFailed(f"got another payment: {fetched}")
+
+    # 3. List the caller's payments with filters (newest first, paginated).
+    page = expect(
+        client.get(f"{PAYMENTS}/", params={"payment_status": "pending", "provider": "stripe", "size": 5}),
+        200,
+        "list pending stripe payments",
+    )
+    print(f"    total={page['total']} page={page['page']} size={page['size']} pages={page['pages']}")
+    if payment_id not in [item["id"] for item in page["items"]]:
+        raise StepFailed("the new payment is not on the first page of pending stripe payments")
+
+    # 4. Move it through its lifecycle: pending -> processing -> succeeded.
+    for target in ("processing", "succeeded"):
+        moved = expect(
+            client.patch(f"{PAYMENTS}/{payment_id}/status", json={"payment_status": target}),
+            200,
+            f"move to {target}",
+        )
+        if moved["payment_status"] != target:
+            raise StepFailed(f"status is {moved['payment_status']}, expected {target}")
+
+    # 5. Errors are application/problem+json: an illegal move (succeeded -> pending) is a 409 ...
+    response = client.patch(f"{PAYMENTS}/{payment_id}/status", json={"payment_status": "pending"})
+    problem = expect(response, 409, "illegal move succeeded -> pending is refused")
+    if response.headers["content-type"] != "application/problem+json":
+        raise StepFailed(f"error content-type is {response.headers['content-type']}")
+    show(problem)
+
+    # ... and so is recording the same gateway payment_id twice.
+    duplicate = expect(client.post(f"{PAYMENTS}/", json=new_payment), 409, "duplicate payment_id is refused")
+    print(f"    {duplicate['type']}: {duplicate['detail']}")
+
+    # 6. A second payment, canceled with DELETE (the record is kept, with status canceled).
+    second = expect(
+        client.post(
+            f"{PAYMENTS}/",
+            json={
+                "checkout_session_id": f"cs_example_{run_id}",
+                "provider": "paypal",
+                "currency": "jpy",
+                "amount_total": "15000",
+                "booking_id": f"bk_{run_id}",
+            },
+        ),
+        201,
+        "create a second payment (JPY, no decimals)",
+    )
+    canceled = expect(client.delete(f"{PAYMENTS}/{second['id']}"), 200, "cancel it")
+    if canceled["payment_status"] != "canceled":
+        raise StepFailed(f"status after DELETE is {canceled['payment_status']}")
+
+    # 7. Both payments of the booking, oldest first.
+    booking = expect(client.get(f"{PAYMENTS}/booking/bk_{run_id}"), 200, "list the booking's payments")
+    summary = [(item["id"], item["payment_status"], item["currency"], item["amount_total"]) for item in booking]
+    print(f"    {summary}")
+    if [item["id"] for item in booking] != [payment_id, second["id"]]:
+        raise StepFailed("the booking does not list both payments, oldest first")
+
+
+def main() -> int:
+    token = os.environ.get("TOKEN") or dev_token()
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        with httpx.Client(base_url=BASE_URL, headers=headers, timeout=10) as client:
+            expect(client.get("/health"), 200, "service is up")
+            run(client)
+    except StepFailed as failure:
+        print(f"FAILED {failure}", file=sys.stderr)
+        return 1
+    except httpx.HTTPError as exc:
+        print(f"FAILED cannot talk to {BASE_URL}: {exc}", file=sys.stderr)
+        return 1
+    print("all steps answered as expected")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
