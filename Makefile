@@ -7,6 +7,9 @@ BIN := $(VENV)/bin
 PORT ?= 8002
 HOST ?= 127.0.0.1
 
+# `make token USER=123`: only a USER given on the command line counts, not the login name.
+TOKEN_USER := $(if $(filter command line,$(origin USER)),$(USER),)
+
 .DEFAULT_GOAL := help
 .PHONY: help install install-dev run serve migrate test lint format typecheck token db-url db-stop docker-up docker-down clean
 
@@ -47,8 +50,17 @@ format: install ## Format and fix imports
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+.PHONY: bench bench-smoke
+bench: install ## Benchmark vs a bare Starlette+asyncpg baseline with wrk: make bench BENCH_ARGS="--duration 20"
+	$(BIN)/pip install --quiet -r bench/requirements.txt
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+bench-smoke: install ## The benchmark on tiny data, a few seconds per scenario (for CI)
+	$(BIN)/pip install --quiet -r bench/requirements.txt
+	$(BIN)/python -m bench.run --smoke
+
 token: install-dev ## Mint a dev JWT: make token USER=123 [ADMIN=1]
-	@$(BIN)/python -m scripts.mint_token "$(USER)" $(if $(ADMIN),--admin,)
+	@$(BIN)/python -m scripts.mint_token "$(TOKEN_USER)" $(if $(filter 1 true yes,$(ADMIN)),--admin,)
 
 db-url: install-dev ## Print the embedded PostgreSQL's URL (starting it if needed)
 	@$(BIN)/python -m scripts.embedded_postgres

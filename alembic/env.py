@@ -3,9 +3,9 @@ from logging.config import fileConfig
 
 from alembic import context
 from sqlalchemy import Connection, pool
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.core.config import get_settings
+from app.core.database import create_engine
 from app.models import Base
 
 config = context.config
@@ -36,7 +36,9 @@ def do_run_migrations(connection: Connection) -> None:
 
 
 async def run_migrations_online() -> None:
-    engine = create_async_engine(database_url(), poolclass=pool.NullPool)
+    # The app's own engine settings (timeouts, and DB_PGBOUNCER's statement handling) on a NullPool.
+    settings = get_settings().model_copy(update={"database_url": database_url()})
+    engine = create_engine(settings, poolclass=pool.NullPool)
     async with engine.connect() as connection:
         await connection.run_sync(do_run_migrations)
     await engine.dispose()

@@ -59,6 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_origins=settings.allowed_origins,
             allow_methods=["*"],
             allow_headers=["*"],
+            # Browsers hide response headers from scripts unless listed: If-Match needs the ETag.
+            expose_headers=["ETag", "X-Request-ID", "Idempotent-Replayed", "Retry-After"],
         )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestObservabilityMiddleware)  # added last: runs first, sees every response

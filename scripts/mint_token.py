@@ -17,7 +17,7 @@ def main() -> None:
     parser.add_argument("--admin", action="store_true", help="add the admin role")
     parser.add_argument("--minutes", type=int, default=None, help="token lifetime")
     args = parser.parse_args()
-    if not args.user_id.lstrip("-").isdigit():
+    if not args.user_id.lstrip("-").isdigit():  # also when `make token` was run without USER=
         parser.error(f"user id must be an integer, got {args.user_id!r} (e.g. make token USER=123)")
     settings = get_settings()
     lifetime = timedelta(minutes=args.minutes) if args.minutes else None

@@ -14,7 +14,8 @@ class DatabaseNotConfigured(RuntimeError):
     pass
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
+def create_engine(settings: Settings, **options: Any) -> AsyncEngine:
+    """The app's engine; `options` override create_async_engine arguments (e.g. poolclass)."""
     if settings.database_url is None:
         raise DatabaseNotConfigured(
             "DATABASE_URL is not set. Set it to postgresql+asyncpg://user:password@host:5432/db, "
@@ -38,13 +39,14 @@ def create_engine(settings: Settings) -> AsyncEngine:
     else:
         statement_timeout_ms = str(int(settings.db_statement_timeout_seconds * 1000))
         connect_args["server_settings"] = {"statement_timeout": statement_timeout_ms}
-    return create_async_engine(
-        settings.database_url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
-        pool_timeout=settings.db_pool_timeout_seconds,
-        connect_args=connect_args,
-    )
+    pool_options: dict[str, Any] = {
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_timeout": settings.db_pool_timeout_seconds,
+    }
+    if "poolclass" in options:
+        pool_options = {}
+    return create_async_engine(settings.database_url, connect_args=connect_args, **(pool_options | options))
 
 
 def create_sessionmaker(bind: AsyncEngine) -> async_sessionmaker[AsyncSession]:

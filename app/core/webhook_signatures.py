@@ -23,10 +23,12 @@ def verify_stripe_signature(payload: bytes, header: str | None, secrets: list[st
     seconds of now (in either direction)."""
     if not header:
         raise InvalidSignature("Missing Stripe-Signature header")
+    reason = "No valid signature for this payload"
     for secret in secrets:
         try:
             WebhookSignature.verify_header(payload, header, secret, tolerance)
-        except SignatureVerificationError:
+        except SignatureVerificationError as exc:
+            reason = str(exc.user_message or exc)  # e.g. "Timestamp outside the tolerance zone"
             continue
         except ValueError as exc:  # a body that is not UTF-8 cannot have been signed by Stripe
             raise InvalidSignature("Body is not valid UTF-8") from exc
@@ -34,4 +36,4 @@ def verify_stripe_signature(payload: bytes, header: str | None, secrets: list[st
         if _timestamp(header) > time.time() + tolerance:
             raise InvalidSignature("Stripe-Signature timestamp is in the future")
         return
-    raise InvalidSignature("No valid signature for this payload")
+    raise InvalidSignature(reason)

@@ -7,7 +7,11 @@ from app.core.errors import Forbidden, NotAuthenticated
 from app.core.security import InvalidToken, Principal, TokenVerifier
 
 # auto_error=False: a missing header is reported by us as a 401 problem, not by FastAPI as a 403.
-bearer_scheme = HTTPBearer(auto_error=False, description="A JWT signed with SECRET_KEY (see `make token`).")
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    description="A JWT: HS256 with SECRET_KEY (`make token USER=123`), or RS256/ES256 from your identity "
+    "provider when JWT_PUBLIC_KEY or JWKS_URL is set.",
+)
 
 
 async def get_current_principal(
