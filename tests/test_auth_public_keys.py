@@ -219,8 +219,18 @@ async def test_a_slow_jwks_endpoint_fails_fast(make_client: Any, jwks: JwksServe
     async with make_client(algorithm="RS256", jwks_url=jwks.url, jwks_timeout_seconds=0.3) as client:
         started = time.monotonic()
         token = jwt.encode(claims(), RSA_KEY, algorithm="RS256", headers={"kid": "key-1"})
-        assert await status_with(client, token) == 401
+        assert await status_with(client, token) == 503  # no keys could be had: retry later
         assert time.monotonic() - started < 2.0
+
+
+async def test_an_unreachable_identity_provider_is_503_not_401(make_client: Any, jwks: JwksServer) -> None:
+    jwks.server.shutdown()
+    jwks.server.server_close()
+    async with make_client(algorithm="RS256", jwks_url=jwks.url, jwks_min_refetch_seconds=0) as client:
+        token = jwt.encode(claims(), RSA_KEY, algorithm="RS256", headers={"kid": "key-1"})
+        response = await client.get(PAYMENTS, headers={"Authorization": f"Bearer {token}"})
+        assert_problem(response, 503, "/identity-provider-unavailable")
+        assert response.headers["retry-after"] == "5"
 
 
 async def test_hs256_with_the_jwks_public_key_is_refused(make_client: Any, jwks: JwksServer) -> None:

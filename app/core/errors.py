@@ -127,3 +127,12 @@ class PayloadTooLarge(DomainError):
     status_code = 413
     slug = "payload-too-large"
     title = "Payload too large"
+
+
+class IdentityProviderUnavailable(DomainError):
+    status_code = 503
+    slug = "identity-provider-unavailable"
+    title = "Identity provider unavailable"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "5"}

@@ -25,6 +25,11 @@ ADMIN_ROLE = "admin"
 _PUBLIC_KEY_TYPES = frozenset({"RSA", "EC", "OKP"})
 
 
+class KeysUnavailable(Exception):
+    """The identity provider's keys could not be fetched and none are cached: the token cannot be
+    judged either way (a 503, not a 401, so clients retry instead of discarding a good token)."""
+
+
 class InvalidToken(Exception):
     """The token is malformed, badly signed, expired, not yet valid, for another issuer or
     audience, or carries no usable user id."""
@@ -67,6 +72,7 @@ class JwksKeys:
         self.min_refetch_seconds = min_refetch_seconds
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at = float("-inf")
+        self._last_fetch_failed = False
         self._lock = asyncio.Lock()
 
     async def get(self, kid: str | None) -> jwt.PyJWK:
@@ -80,6 +86,8 @@ class JwksKeys:
                 await self._fetch()
         key = self._lookup(kid)
         if key is None:
+            if not self._keys and self._last_fetch_failed:
+                raise KeysUnavailable(f"JWKS at {self.url} could not be fetched")
             raise InvalidToken("no key for this token's kid")
         return key
 
@@ -97,7 +105,9 @@ class JwksKeys:
                 key_set = jwt.PyJWKSet.from_dict(response.json())
         except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
             logger.warning("could not fetch JWKS from %s: %s", self.url, type(exc).__name__)
+            self._last_fetch_failed = True
             return  # keep the keys we had
+        self._last_fetch_failed = False
         # Public signing keys only: an `oct` (shared secret) or encryption key is never used here.
         self._keys = {
             key.key_id or "": key

@@ -3,8 +3,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from app.core.errors import Forbidden, NotAuthenticated
-from app.core.security import InvalidToken, Principal, TokenVerifier
+from app.core.errors import Forbidden, IdentityProviderUnavailable, NotAuthenticated
+from app.core.security import InvalidToken, KeysUnavailable, Principal, TokenVerifier
 
 # auto_error=False: a missing header is reported by us as a 401 problem, not by FastAPI as a 403.
 bearer_scheme = HTTPBearer(
@@ -25,6 +25,8 @@ async def get_current_principal(
         principal = await verifier.verify(credentials.credentials)
     except InvalidToken as exc:
         raise NotAuthenticated("Invalid or expired token") from exc
+    except KeysUnavailable as exc:
+        raise IdentityProviderUnavailable("The identity provider's keys cannot be fetched; retry shortly") from exc
     request.state.user_id = principal.user_id  # for the request log line
     return principal
 
