@@ -37,7 +37,8 @@ def do_run_migrations(connection: Connection) -> None:
 
 async def run_migrations_online() -> None:
     # The app's own engine settings (timeouts, and DB_PGBOUNCER's statement handling) on a NullPool.
-    settings = get_settings().model_copy(update={"database_url": database_url()})
+    # No 5 s request-sized statement timeout here: a migration may rewrite a big table.
+    settings = get_settings().model_copy(update={"database_url": database_url(), "db_statement_timeout_seconds": 3600})
     engine = create_engine(settings, poolclass=pool.NullPool)
     async with engine.connect() as connection:
         await connection.run_sync(do_run_migrations)

@@ -7,6 +7,7 @@ from typing import cast
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
 
 from app.api import meta
@@ -14,11 +15,20 @@ from app.api.middleware import BodySizeLimitMiddleware, RequestObservabilityMidd
 from app.api.problems import install_problem_handlers
 from app.api.v1 import routers as api_routers
 from app.core.config import SERVICE_NAME, SERVICE_VERSION, Settings, get_settings
-from app.core.database import create_engine, create_read_sessionmaker, create_sessionmaker
+from app.core.database import create_engine, create_read_sessionmaker, create_sessionmaker, read_connections
 from app.core.logging import configure_logging
 from app.core.metrics import POOL
 from app.core.security import TokenVerifier
 from app.services.housekeeping import purge_periodically
+
+
+def attach_database(app: FastAPI, engine: AsyncEngine, settings: Settings) -> None:
+    """What the request dependencies take their sessions and connections from."""
+    app.state.engine = engine
+    app.state.sessionmaker = create_sessionmaker(engine)
+    app.state.read_sessionmaker = create_read_sessionmaker(engine, settings)
+    app.state.read_connection = read_connections(engine, settings)
+    POOL.pool = lambda: cast(QueuePool, engine.sync_engine.pool)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -28,10 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level)
         engine = create_engine(settings)
-        app.state.sessionmaker = create_sessionmaker(engine)
-        app.state.read_sessionmaker = create_read_sessionmaker(engine, settings)
-        app.state.engine = engine
-        POOL.pool = lambda: cast(QueuePool, engine.sync_engine.pool)
+        attach_database(app, engine, settings)
         purge = asyncio.create_task(
             purge_periodically(app.state.sessionmaker, settings.idempotency_purge_interval_seconds)
         )
@@ -65,10 +72,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestObservabilityMiddleware)  # added last: runs first, sees every response
     install_problem_handlers(app)
-    meta.install_docs(app)
-    app.include_router(meta.router)
+    # The API first: routes are matched in order, and these are the ones under load.
     for router in api_routers:
         app.include_router(router)
+    meta.install_docs(app)
+    app.include_router(meta.router)
     return app
 
 

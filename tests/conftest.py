@@ -1,5 +1,6 @@
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -104,9 +105,12 @@ def app(settings: Settings) -> FastAPI:
 
 
 @pytest.fixture
-async def client(app: FastAPI, sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[httpx.AsyncClient]:
+async def client(
+    app: FastAPI, sessionmaker: async_sessionmaker[AsyncSession], connection: AsyncConnection
+) -> AsyncIterator[httpx.AsyncClient]:
     app.state.sessionmaker = sessionmaker
     app.state.read_sessionmaker = sessionmaker
+    app.state.read_connection = lambda: nullcontext(connection)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client

@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import nullcontext
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import SecretStr, ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from app.core.config import Settings
 from app.main import create_app
@@ -55,7 +56,7 @@ def hs256_signed_with(secret: bytes, payload: dict[str, Any]) -> str:
 
 
 @pytest.fixture
-def make_client(sessionmaker: async_sessionmaker[AsyncSession], database_url: str) -> Any:
+def make_client(sessionmaker: async_sessionmaker[AsyncSession], connection: AsyncConnection, database_url: str) -> Any:
     """make_client(**settings) -> an httpx client for an app configured with those settings."""
 
     def make(**overrides: Any) -> httpx.AsyncClient:
@@ -63,6 +64,7 @@ def make_client(sessionmaker: async_sessionmaker[AsyncSession], database_url: st
         app = create_app(settings)
         app.state.sessionmaker = sessionmaker
         app.state.read_sessionmaker = sessionmaker
+        app.state.read_connection = lambda: nullcontext(connection)
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
 
     return make

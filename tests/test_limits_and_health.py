@@ -7,8 +7,8 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
-from app.core.database import create_engine, create_read_sessionmaker, create_sessionmaker
-from app.main import create_app
+from app.core.database import create_engine
+from app.main import attach_database, create_app
 from tests.conftest import TokenFactory
 from tests.helpers import assert_problem, payment_count
 from tests.live import free_port
@@ -68,8 +68,7 @@ async def app_without_database(settings: Settings) -> AsyncIterator[FastAPI]:
     )
     app = create_app(dead)
     engine = create_engine(dead)
-    app.state.sessionmaker = create_sessionmaker(engine)
-    app.state.read_sessionmaker = create_read_sessionmaker(engine, dead)
+    attach_database(app, engine, dead)
     yield app
     await engine.dispose()
 

@@ -3,7 +3,7 @@
 from starlette.responses import Response
 
 from app.models import Payment
-from app.repositories.payments import PaymentRow
+from app.repositories.payment_reads import PaymentRow
 from app.schemas.payment import PaymentRead
 from app.services.payments import ExpectedVersions
 

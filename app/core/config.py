@@ -110,6 +110,11 @@ class Settings(BaseSettings):
             return []
         return [part.strip() for part in self.stripe_webhook_secret.get_secret_value().split(",") if part.strip()]
 
+    @field_validator("metrics_token", "stripe_webhook_secret", "jwt_public_key", mode="before")
+    @classmethod
+    def _empty_means_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("database_url")
     @classmethod
     def _require_asyncpg(cls, value: str | None) -> str | None:

@@ -1,11 +1,13 @@
 """Engine and session factory, built at start-up (in the app's lifespan) and disposed on shutdown."""
 
 import uuid
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError, InterfaceError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from app.core.config import Settings
 
@@ -80,3 +82,14 @@ def is_database_unavailable(error: BaseException) -> bool:
         sqlstate = getattr(error.orig, "sqlstate", None) or ""
         return sqlstate in _UNAVAILABLE_SQLSTATES or sqlstate.startswith("08")
     return False
+
+
+ConnectionFactory = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
+
+
+def read_connections(engine: AsyncEngine, settings: Settings) -> ConnectionFactory:
+    """Connections for read-only requests: autocommit, so a SELECT costs one round trip (no BEGIN or
+    COMMIT). Behind PgBouncer they stay transactional, for the reason create_read_sessionmaker gives."""
+    if settings.db_pgbouncer:
+        return engine.connect
+    return engine.execution_options(isolation_level="AUTOCOMMIT").connect

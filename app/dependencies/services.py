@@ -3,7 +3,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from app.dependencies.database import ReadSessionDep, SessionDep
-from app.services.payments import PaymentService
+from app.repositories.payment_reads import PaymentReads
+from app.services.payments import PaymentReader, PaymentService
 from app.services.webhooks import StripeWebhookService
 
 
@@ -14,12 +15,13 @@ async def get_payment_service(request: Request, session: SessionDep) -> PaymentS
 PaymentServiceDep = Annotated[PaymentService, Depends(get_payment_service)]
 
 
-async def get_payment_reader(session: ReadSessionDep) -> PaymentService:
-    return PaymentService(session)
+async def get_payment_reader(request: Request) -> PaymentReader:
+    """The GET routes' service, on plain autocommit connections taken per query. Not a yield
+    dependency: this is the hot path, and FastAPI's exit-stack machinery for those costs time."""
+    return PaymentReader(PaymentReads(request.app.state.read_connection))
 
 
-# The payment service on a read-only (autocommit) session, for GET routes.
-PaymentReaderDep = Annotated[PaymentService, Depends(get_payment_reader)]
+PaymentReaderDep = Annotated[PaymentReader, Depends(get_payment_reader)]
 
 
 async def get_stripe_webhook_service(request: Request, session: SessionDep) -> StripeWebhookService:

@@ -5,6 +5,7 @@ from collections.abc import Collection
 from decimal import Decimal
 from typing import Any, TypeVar
 
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.currencies import amount_problem
@@ -18,9 +19,10 @@ from app.core.errors import (
 )
 from app.core.metrics import PAYMENTS_CREATED, STATUS_TRANSITIONS
 from app.core.security import Principal
-from app.models import Payment, PaymentStatus, PaymentStatusHistory
+from app.models import Payment, PaymentStatus
 from app.repositories.history import StatusHistoryRepository
-from app.repositories.payments import Page, PaymentFilters, PaymentRepository, PaymentRow, UniqueViolation
+from app.repositories.payment_reads import Page, PaymentFilters, PaymentReads, PaymentRow
+from app.repositories.payments import PaymentRepository, UniqueViolation
 from app.schemas.fields import METADATA_MAX_KEYS
 from app.schemas.payment import AdminPaymentListQuery, PaymentCreate, PaymentListQuery, PaymentUpdate
 from app.services.status_rules import can_transition
@@ -79,46 +81,6 @@ class PaymentService:
             extra={"payment_id": payment.id, "to_status": payment.payment_status.value, "actor": principal.actor},
         )
         return payment
-
-    async def get(self, principal: Principal, payment_id: int) -> PaymentRow:
-        return _visible_to(await self.payments.get_row(payment_id), principal)
-
-    async def get_by_gateway_id(self, principal: Principal, gateway_payment_id: str) -> PaymentRow:
-        return _visible_to(await self.payments.get_row_by_gateway_id(gateway_payment_id), principal)
-
-    async def status_history(self, principal: Principal, payment_id: int) -> list[PaymentStatusHistory]:
-        payment = _visible_to(await self.payments.get_row(payment_id), principal)
-        return await self.history.for_payment(payment.id)
-
-    async def list_for_booking(self, principal: Principal, booking_id: str) -> list[PaymentRow]:
-        owner = None if principal.is_admin else principal.user_id
-        return await self.payments.list_for_booking(booking_id, user_id=owner)
-
-    async def list_own(self, principal: Principal, query: PaymentListQuery) -> Page:
-        return await self._list(query, user_id=principal.user_id)
-
-    async def list_all(self, query: AdminPaymentListQuery) -> Page:
-        return await self._list(query, user_id=query.user_id)
-
-    async def _list(self, query: PaymentListQuery, *, user_id: int | None) -> Page:
-        filters = PaymentFilters(
-            user_id=user_id,
-            payment_status=query.payment_status,
-            provider=query.provider,
-            currency=query.currency,
-            booking_id=query.booking_id,
-            property_id=query.property_id,
-            created_from=query.created_from,
-            created_to=query.created_to,
-        )
-        position = query.position()
-        return await self.payments.list_page(
-            filters,
-            limit=query.size,
-            offset=0 if position is not None else (query.page - 1) * query.size,
-            after=position,
-            with_total=query.counts_total(),
-        )
 
     async def update(
         self, principal: Principal, payment_id: int, data: PaymentUpdate, expected: ExpectedVersions = None
@@ -198,3 +160,50 @@ class PaymentService:
 
     async def cancel(self, principal: Principal, payment_id: int, expected: ExpectedVersions = None) -> Payment:
         return await self.change_status(principal, payment_id, PaymentStatus.CANCELED, expected)
+
+
+class PaymentReader:
+    """The GET side: the same ownership rules, on read-only queries."""
+
+    def __init__(self, reads: PaymentReads) -> None:
+        self.reads = reads
+
+    async def get(self, principal: Principal, payment_id: int) -> PaymentRow:
+        return _visible_to(await self.reads.get(payment_id), principal)
+
+    async def get_by_gateway_id(self, principal: Principal, gateway_payment_id: str) -> PaymentRow:
+        return _visible_to(await self.reads.get_by_gateway_id(gateway_payment_id), principal)
+
+    async def status_history(self, principal: Principal, payment_id: int) -> list[Row[Any]]:
+        payment = _visible_to(await self.reads.get(payment_id), principal)
+        return await self.reads.status_history(payment.id)
+
+    async def list_for_booking(self, principal: Principal, booking_id: str) -> list[PaymentRow]:
+        owner = None if principal.is_admin else principal.user_id
+        return await self.reads.list_for_booking(booking_id, user_id=owner)
+
+    async def list_own(self, principal: Principal, query: PaymentListQuery) -> Page:
+        return await self._list(query, user_id=principal.user_id)
+
+    async def list_all(self, query: AdminPaymentListQuery) -> Page:
+        return await self._list(query, user_id=query.user_id)
+
+    async def _list(self, query: PaymentListQuery, *, user_id: int | None) -> Page:
+        filters = PaymentFilters(
+            user_id=user_id,
+            payment_status=query.payment_status,
+            provider=query.provider,
+            currency=query.currency,
+            booking_id=query.booking_id,
+            property_id=query.property_id,
+            created_from=query.created_from,
+            created_to=query.created_to,
+        )
+        position = query.position()
+        return await self.reads.list_page(
+            filters,
+            limit=query.size,
+            offset=0 if position is not None else (query.page - 1) * query.size,
+            after=position,
+            with_total=query.counts_total(),
+        )

@@ -10,7 +10,7 @@ from app.api.responses import parse_if_match, payment_response
 from app.core.pagination import Keyset, encode_cursor
 from app.dependencies.auth import AdminUser, CurrentUser
 from app.dependencies.services import PaymentReaderDep, PaymentServiceDep
-from app.repositories.payments import Page, PaymentRow
+from app.repositories.payment_reads import Page, PaymentRow
 from app.schemas.fields import GatewayId, Reference
 from app.schemas.payment import (
     AdminPaymentListQuery,
