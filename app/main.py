@@ -15,7 +15,13 @@ from app.api.middleware import BodySizeLimitMiddleware, RequestObservabilityMidd
 from app.api.problems import install_problem_handlers
 from app.api.v1 import routers as api_routers
 from app.core.config import SERVICE_NAME, SERVICE_VERSION, Settings, get_settings
-from app.core.database import create_engine, create_read_sessionmaker, create_sessionmaker, read_connections
+from app.core.database import (
+    create_engine,
+    create_read_sessionmaker,
+    create_sessionmaker,
+    read_connections,
+    request_gate,
+)
 from app.core.logging import configure_logging
 from app.core.metrics import POOL
 from app.core.security import TokenVerifier
@@ -27,7 +33,8 @@ def attach_database(app: FastAPI, engine: AsyncEngine, settings: Settings) -> No
     app.state.engine = engine
     app.state.sessionmaker = create_sessionmaker(engine)
     app.state.read_sessionmaker = create_read_sessionmaker(engine, settings)
-    app.state.read_connection = read_connections(engine, settings)
+    app.state.db_gate = request_gate(settings)
+    app.state.read_connection = read_connections(engine, settings, app.state.db_gate)
     POOL.pool = lambda: cast(QueuePool, engine.sync_engine.pool)
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from app.core.config import Settings
-from app.core.database import create_engine
+from app.core.database import create_engine, request_gate
 from app.core.security import ADMIN_ROLE, create_access_token
 from app.main import create_app
 from app.models import Payment, PaymentProvider, PaymentStatus
@@ -106,11 +106,12 @@ def app(settings: Settings) -> FastAPI:
 
 @pytest.fixture
 async def client(
-    app: FastAPI, sessionmaker: async_sessionmaker[AsyncSession], connection: AsyncConnection
+    app: FastAPI, sessionmaker: async_sessionmaker[AsyncSession], connection: AsyncConnection, settings: Settings
 ) -> AsyncIterator[httpx.AsyncClient]:
     app.state.sessionmaker = sessionmaker
     app.state.read_sessionmaker = sessionmaker
     app.state.read_connection = lambda: nullcontext(connection)
+    app.state.db_gate = request_gate(settings)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client

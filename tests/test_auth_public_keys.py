@@ -20,6 +20,7 @@ from pydantic import SecretStr, ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from app.core.config import Settings
+from app.core.database import request_gate
 from app.main import create_app
 from tests.conftest import TEST_SECRET
 from tests.helpers import assert_problem
@@ -65,6 +66,7 @@ def make_client(sessionmaker: async_sessionmaker[AsyncSession], connection: Asyn
         app.state.sessionmaker = sessionmaker
         app.state.read_sessionmaker = sessionmaker
         app.state.read_connection = lambda: nullcontext(connection)
+        app.state.db_gate = request_gate(settings)
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
 
     return make

@@ -1,8 +1,9 @@
 """Engine and session factory, built at start-up (in the app's lifespan) and disposed on shutdown."""
 
+import asyncio
 import uuid
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError, InterfaceError
@@ -87,9 +88,27 @@ def is_database_unavailable(error: BaseException) -> bool:
 ConnectionFactory = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
 
 
-def read_connections(engine: AsyncEngine, settings: Settings) -> ConnectionFactory:
+def request_gate(settings: Settings) -> asyncio.Semaphore:
+    """Admits requests to the pool's DB_POOL_SIZE connections in arrival order.
+
+    Without it, under more concurrent requests than connections, a connection handed back goes to
+    whichever request asks next, so some waiters are overtaken again and again (p99 in seconds),
+    and demand above DB_POOL_SIZE keeps opening and closing overflow connections. DB_MAX_OVERFLOW
+    stays as headroom for the short side transactions that run outside the gate (Idempotency-Key
+    claims, readiness checks, housekeeping), so they can never wait behind a request."""
+    return asyncio.Semaphore(settings.db_pool_size)
+
+
+def read_connections(engine: AsyncEngine, settings: Settings, gate: asyncio.Semaphore) -> ConnectionFactory:
     """Connections for read-only requests: autocommit, so a SELECT costs one round trip (no BEGIN or
     COMMIT). Behind PgBouncer they stay transactional, for the reason create_read_sessionmaker gives."""
-    if settings.db_pgbouncer:
-        return engine.connect
-    return engine.execution_options(isolation_level="AUTOCOMMIT").connect
+    connect = (
+        engine.connect if settings.db_pgbouncer else engine.execution_options(isolation_level="AUTOCOMMIT").connect
+    )
+
+    @asynccontextmanager
+    async def gated_connection() -> AsyncIterator[AsyncConnection]:
+        async with gate, connect() as connection:
+            yield connection
+
+    return gated_connection

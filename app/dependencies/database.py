@@ -10,7 +10,8 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     when it raises. Used with scope="function" so the commit happens before the response is sent;
     a failed commit becomes an error response, never a 2xx for data that was not stored."""
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    async with sessionmaker() as session:
+    # A request's transaction holds one of the pool's connections: wait for it in arrival order.
+    async with request.app.state.db_gate, sessionmaker() as session:
         try:
             yield session
         except BaseException:
