@@ -21,6 +21,7 @@ from app.core.database import (
     create_sessionmaker,
     read_connections,
     request_gate,
+    side_connections,
 )
 from app.core.logging import configure_logging
 from app.core.metrics import POOL
@@ -35,6 +36,7 @@ def attach_database(app: FastAPI, engine: AsyncEngine, settings: Settings) -> No
     app.state.read_sessionmaker = create_read_sessionmaker(engine, settings)
     app.state.db_gate = request_gate(settings)
     app.state.read_connection = read_connections(engine, settings, app.state.db_gate)
+    app.state.side_connection = side_connections(engine, settings)
     POOL.pool = lambda: cast(QueuePool, engine.sync_engine.pool)
 
 

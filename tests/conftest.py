@@ -111,6 +111,7 @@ async def client(
     app.state.sessionmaker = sessionmaker
     app.state.read_sessionmaker = sessionmaker
     app.state.read_connection = lambda: nullcontext(connection)
+    app.state.side_connection = lambda: nullcontext(connection)
     app.state.db_gate = request_gate(settings)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:

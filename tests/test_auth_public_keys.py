@@ -66,6 +66,7 @@ def make_client(sessionmaker: async_sessionmaker[AsyncSession], connection: Asyn
         app.state.sessionmaker = sessionmaker
         app.state.read_sessionmaker = sessionmaker
         app.state.read_connection = lambda: nullcontext(connection)
+        app.state.side_connection = lambda: nullcontext(connection)
         app.state.db_gate = request_gate(settings)
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
 

@@ -16,11 +16,12 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from app.api.problems import render_domain_error
 from app.core.config import Settings
+from app.core.database import ConnectionFactory
 from app.core.errors import DomainError, IdempotencyKeyInFlight, IdempotencyKeyReused, InvalidIdempotencyKey
 from app.dependencies.auth import CurrentUser
 from app.dependencies.database import SessionDep
@@ -69,14 +70,14 @@ class Idempotency:
         user_id: int,
         fingerprint: str,
         session: AsyncSession,
-        sessionmaker: async_sessionmaker[AsyncSession],
+        connect: ConnectionFactory,
         settings: Settings,
     ) -> None:
         self.key = key
         self.user_id = user_id
         self.fingerprint = fingerprint
         self.session = session
-        self.sessionmaker = sessionmaker
+        self.connect = connect
         self.ttl = timedelta(seconds=settings.idempotency_key_ttl_seconds)
         self.lock_timeout = timedelta(seconds=settings.idempotency_lock_timeout_seconds)
 
@@ -99,8 +100,9 @@ class Idempotency:
 
     async def _claim(self, key: str) -> Response | None:
         """Own the key (None), or answer for it: a replay, or an in-flight / reuse error."""
-        async with self.sessionmaker() as session, session.begin():
-            repository = IdempotencyRepository(session)
+        # One statement in autocommit: committed at once, so racing requests see the claim.
+        async with self.connect() as connection:
+            repository = IdempotencyRepository(connection)
             if await repository.claim(
                 self.user_id, key, self.fingerprint, ttl=self.ttl, lock_timeout=self.lock_timeout
             ):
@@ -119,8 +121,8 @@ class Idempotency:
 
     async def _release(self, key: str) -> None:
         try:
-            async with self.sessionmaker() as session, session.begin():
-                await IdempotencyRepository(session).release(self.user_id, key)
+            async with self.connect() as connection:
+                await IdempotencyRepository(connection).release(self.user_id, key)
         except Exception:  # e.g. the database is down: the key stays in flight until its lock times out
             logger.warning("could not release idempotency key after a failed request", exc_info=True)
 
@@ -144,7 +146,7 @@ async def get_idempotency(
         user_id=principal.user_id,
         fingerprint=request_fingerprint(request.method, request.url.path, await request.body()) if key else "",
         session=session,
-        sessionmaker=request.app.state.sessionmaker,
+        connect=request.app.state.side_connection,
         settings=request.app.state.settings,
     )
 

@@ -112,3 +112,12 @@ def read_connections(engine: AsyncEngine, settings: Settings, gate: asyncio.Sema
             yield connection
 
     return gated_connection
+
+
+def side_connections(engine: AsyncEngine, settings: Settings) -> ConnectionFactory:
+    """Connections for single statements that must commit on their own, outside the request's
+    transaction and outside the gate (Idempotency-Key claims and releases): autocommit, one round
+    trip. Behind PgBouncer, a short transaction instead."""
+    if settings.db_pgbouncer:
+        return engine.begin
+    return engine.execution_options(isolation_level="AUTOCOMMIT").connect

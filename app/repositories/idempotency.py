@@ -3,10 +3,11 @@ of racing requests (in any process) owns a key."""
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import CursorResult, delete, func, or_, select, tuple_, update
+from sqlalchemy import CursorResult, Row, delete, func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.models import IdempotencyKey, IdempotencyState
 
@@ -19,7 +20,8 @@ class StoredResponse:
 
 
 class IdempotencyRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession | AsyncConnection) -> None:
+        # A session (inside the request's transaction) or a plain connection (a claim on its own).
         self.session = session
 
     async def claim(self, user_id: int, key: str, fingerprint: str, *, ttl: timedelta, lock_timeout: timedelta) -> bool:
@@ -53,9 +55,10 @@ class IdempotencyRepository:
         ).returning(IdempotencyKey.user_id)
         return (await self.session.execute(statement)).first() is not None
 
-    async def get(self, user_id: int, key: str) -> IdempotencyKey | None:
-        statement = select(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
-        return (await self.session.scalars(statement.execution_options(populate_existing=True))).one_or_none()
+    async def get(self, user_id: int, key: str) -> Row[Any] | None:
+        table = IdempotencyKey.__table__
+        statement = select(*table.columns).where(table.c.user_id == user_id, table.c.key == key)
+        return (await self.session.execute(statement)).first()
 
     async def complete(self, user_id: int, key: str, response: StoredResponse) -> None:
         await self.session.execute(

@@ -1,14 +1,18 @@
 """Changes to the payments table, on the request's session (ORM objects, row locks). No HTTP, no
 authorization. Reads for GET requests are in payment_reads.py."""
 
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Row, String, Table, func, literal, null, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Payment
+from app.models import Payment, PaymentStatusHistory
+
+_payments = cast(Table, Payment.__table__)
+_history = cast(Table, PaymentStatusHistory.__table__)
+_HISTORY_COLUMNS = ["payment_id", "from_status", "to_status", "actor", "request_id"]
 
 UNIQUE_VIOLATION = "23505"
 UNIQUE_COLUMNS = frozenset({"payment_id", "checkout_session_id"})
@@ -22,10 +26,18 @@ class PaymentRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def insert_unless_duplicate(self, values: dict[str, Any]) -> Payment | None:
-        """Insert a payment; None when its payment_id or checkout_session_id is already taken."""
-        statement = insert(Payment).values(**values).on_conflict_do_nothing().returning(Payment)
-        return (await self.session.scalars(statement)).one_or_none()
+    async def insert_with_history(
+        self, values: dict[str, Any], *, actor: str, request_id: str | None
+    ) -> Row[Any] | None:
+        """Insert a payment and its creation history row (null -> its status) in one statement; None
+        when its payment_id or checkout_session_id is already taken (then nothing is written)."""
+        inserted = (
+            insert(_payments).values(values).on_conflict_do_nothing().returning(*_payments.columns).cte("inserted")
+        )
+        creation = select(inserted.c.id, null(), inserted.c.payment_status, literal(actor), literal(request_id, String))
+        recorded = insert(_history).from_select(_HISTORY_COLUMNS, creation).cte("recorded")
+        statement = select(*inserted.c).add_cte(recorded)
+        return (await self.session.execute(statement)).first()
 
     async def get(self, payment_id: int, *, for_update: bool = False) -> Payment | None:
         """The ORM object, for changing it (`for_update` locks the row until the transaction ends)."""

@@ -65,16 +65,13 @@ class PaymentService:
         self.history = StatusHistoryRepository(session)
         self.request_id = request_id
 
-    async def create(self, principal: Principal, data: PaymentCreate) -> Payment:
+    async def create(self, principal: Principal, data: PaymentCreate) -> PaymentRow:
         values = data.model_dump(exclude={"user_id", "metadata"})
-        values["metadata_"] = merge_metadata({}, data.metadata)
+        values["metadata"] = merge_metadata({}, data.metadata)
         values["user_id"] = principal.user_id
-        payment = await self.payments.insert_unless_duplicate(values)
+        payment = await self.payments.insert_with_history(values, actor=principal.actor, request_id=self.request_id)
         if payment is None:
             raise DuplicatePayment("A payment with this payment_id or checkout_session_id already exists")
-        await self.history.record(
-            payment.id, None, payment.payment_status, actor=principal.actor, request_id=self.request_id
-        )
         PAYMENTS_CREATED.labels(payment.provider.value, payment.currency).inc()
         logger.info(
             "payment created",
