@@ -3,11 +3,12 @@ of racing requests (in any process) owns a key."""
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import CursorResult, Row, delete, func, or_, select, tuple_, update
+from sqlalchemy import CursorResult, Interval, Result, Row, Table, bindparam, delete, func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.sql.dml import ReturningInsert
 
 from app.models import IdempotencyKey, IdempotencyState
 
@@ -19,6 +20,57 @@ class StoredResponse:
     body: bytes
 
 
+_keys = cast(Table, IdempotencyKey.__table__)
+# Not named like the columns: in an UPDATE that would make them SET values.
+_THIS_KEY = (_keys.c.user_id == bindparam("owner")) & (_keys.c.key == bindparam("key_text"))
+
+
+def _claim_statement() -> ReturningInsert[tuple[int]]:
+    """INSERT the key, or take over an expired or abandoned one; RETURNING a row only when this
+    request now owns the key. Built once (it is on every keyed request)."""
+    now = func.now()
+    insert_key = insert(_keys).values(
+        user_id=bindparam("user_id"),
+        key=bindparam("key"),
+        fingerprint=bindparam("fingerprint"),
+        state=IdempotencyState.IN_FLIGHT,
+        locked_at=now,
+        created_at=now,
+        expires_at=now + bindparam("ttl", type_=Interval),
+    )
+    taken_over = ("fingerprint", "state", "locked_at", "created_at", "expires_at")
+    return insert_key.on_conflict_do_update(
+        index_elements=[_keys.c.user_id, _keys.c.key],
+        set_={
+            **{name: insert_key.excluded[name] for name in taken_over},
+            "response_status": None,
+            "response_headers": None,
+            "response_body": None,
+        },
+        where=or_(
+            _keys.c.expires_at <= now,
+            (_keys.c.state == IdempotencyState.IN_FLIGHT)
+            & (_keys.c.locked_at <= now - bindparam("lock_timeout", type_=Interval)),
+        ),
+    ).returning(_keys.c.user_id)
+
+
+_CLAIM = _claim_statement()
+_GET = select(*_keys.columns).where(_THIS_KEY)
+# Core statements (not ORM-enabled ones, which would also look for objects to synchronize).
+_COMPLETE = (
+    update(_keys)
+    .where(_THIS_KEY)
+    .values(
+        state=IdempotencyState.COMPLETED,
+        response_status=bindparam("status", type_=_keys.c.response_status.type),
+        response_headers=bindparam("headers", type_=_keys.c.response_headers.type),
+        response_body=bindparam("body", type_=_keys.c.response_body.type),
+    )
+)
+_RELEASE = delete(_keys).where(_THIS_KEY, _keys.c.state == IdempotencyState.IN_FLIGHT)
+
+
 class IdempotencyRepository:
     def __init__(self, session: AsyncSession | AsyncConnection) -> None:
         # A session (inside the request's transaction) or a plain connection (a claim on its own).
@@ -26,60 +78,31 @@ class IdempotencyRepository:
 
     async def claim(self, user_id: int, key: str, fingerprint: str, *, ttl: timedelta, lock_timeout: timedelta) -> bool:
         """Take the key for a new request: True when it was free, expired, or abandoned in flight."""
-        now = func.now()
-        values = {
+        parameters = {
             "user_id": user_id,
             "key": key,
             "fingerprint": fingerprint,
-            "state": IdempotencyState.IN_FLIGHT,
-            "locked_at": now,
-            "created_at": now,
-            "expires_at": now + ttl,
+            "ttl": ttl,
+            "lock_timeout": lock_timeout,
         }
-        insert_key = insert(IdempotencyKey).values(values)
-        statement = insert_key.on_conflict_do_update(
-            index_elements=[IdempotencyKey.user_id, IdempotencyKey.key],
-            set_={
-                **{
-                    name: insert_key.excluded[name]
-                    for name in ("fingerprint", "state", "locked_at", "created_at", "expires_at")
-                },
-                "response_status": None,
-                "response_headers": None,
-                "response_body": None,
-            },
-            where=or_(
-                IdempotencyKey.expires_at <= now,
-                (IdempotencyKey.state == IdempotencyState.IN_FLIGHT) & (IdempotencyKey.locked_at <= now - lock_timeout),
-            ),
-        ).returning(IdempotencyKey.user_id)
-        return (await self.session.execute(statement)).first() is not None
+        return (await self.session.execute(_CLAIM, parameters)).first() is not None
 
     async def get(self, user_id: int, key: str) -> Row[Any] | None:
-        table = IdempotencyKey.__table__
-        statement = select(*table.columns).where(table.c.user_id == user_id, table.c.key == key)
-        return (await self.session.execute(statement)).first()
+        result: Result[Any] = await self.session.execute(_GET, {"owner": user_id, "key_text": key})
+        return result.first()
 
     async def complete(self, user_id: int, key: str, response: StoredResponse) -> None:
-        await self.session.execute(
-            update(IdempotencyKey)
-            .where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key)
-            .values(
-                state=IdempotencyState.COMPLETED,
-                response_status=response.status,
-                response_headers=response.headers,
-                response_body=response.body,
-            )
-        )
+        parameters = {
+            "owner": user_id,
+            "key_text": key,
+            "status": response.status,
+            "headers": response.headers,
+            "body": response.body,
+        }
+        await self.session.execute(_COMPLETE, parameters)
 
     async def release(self, user_id: int, key: str) -> None:
-        await self.session.execute(
-            delete(IdempotencyKey).where(
-                IdempotencyKey.user_id == user_id,
-                IdempotencyKey.key == key,
-                IdempotencyKey.state == IdempotencyState.IN_FLIGHT,
-            )
-        )
+        await self.session.execute(_RELEASE, {"owner": user_id, "key_text": key})
 
     async def purge_expired(self, batch_size: int = 1000) -> int:
         """Delete up to `batch_size` expired keys; rows locked by a running request are skipped."""

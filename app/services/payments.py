@@ -123,7 +123,7 @@ class PaymentService:
 
     async def change_status(
         self, principal: Principal, payment_id: int, target: PaymentStatus, expected: ExpectedVersions = None
-    ) -> Payment:
+    ) -> Payment | PaymentRow:
         """Move a payment to `target` under a row lock, so concurrent moves are serialized."""
         payment = _visible_to(await self.payments.get(payment_id, for_update=True), principal)
         _check_precondition(payment, expected)
@@ -131,15 +131,14 @@ class PaymentService:
 
     async def move(
         self, payment: Payment, target: PaymentStatus, *, actor: str, event_id: str | None = None
-    ) -> Payment:
+    ) -> Payment | PaymentRow:
         """Apply the status rules to a payment the caller has locked, and record the move."""
         current = payment.payment_status
         if current == target:
             return payment
         if not can_transition(current, target):
             raise IllegalStatusTransition(f"Cannot move a payment from {current.value} to {target.value}")
-        moved = await self.payments.update(payment.id, {"payment_status": target})
-        await self.history.record(
+        moved = await self.payments.move_with_history(
             payment.id, current, target, actor=actor, request_id=self.request_id, event_id=event_id
         )
         STATUS_TRANSITIONS.labels(current.value, target.value).inc()
@@ -155,7 +154,9 @@ class PaymentService:
         )
         return moved
 
-    async def cancel(self, principal: Principal, payment_id: int, expected: ExpectedVersions = None) -> Payment:
+    async def cancel(
+        self, principal: Principal, payment_id: int, expected: ExpectedVersions = None
+    ) -> Payment | PaymentRow:
         return await self.change_status(principal, payment_id, PaymentStatus.CANCELED, expected)
 
 
