@@ -2,6 +2,8 @@
 
 import asyncio
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -58,3 +60,15 @@ def migrate(database_url: str, revision: str = "head") -> None:
 
 def downgrade(database_url: str, revision: str) -> None:
     command.downgrade(alembic_config(database_url), revision)
+
+
+@contextmanager
+def migrated_database(base_url: str, purpose: str) -> Iterator[str]:
+    """A fresh database `payment_service_<purpose>_<pid>`, migrated to head, dropped afterwards."""
+    name = f"payment_service_{purpose}_{os.getpid()}"
+    url = create_database(base_url, name)
+    try:
+        migrate(url)
+        yield url
+    finally:
+        drop_database(base_url, name)

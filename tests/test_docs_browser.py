@@ -54,15 +54,10 @@ def require_browser() -> None:
 @pytest.fixture(scope="module")
 def server(server_url: str) -> Iterator[str]:
     require_browser()
-    name = f"payment_service_docs_{os.getpid()}"
-    url = databases.create_database(server_url, name)
-    databases.migrate(url)
-    env = {"DATABASE_URL": url, "SECRET_KEY": TEST_SECRET, "ENVIRONMENT": "test"}
-    try:
+    with databases.migrated_database(server_url, "docs") as url:
+        env = {"DATABASE_URL": url, "SECRET_KEY": TEST_SECRET, "ENVIRONMENT": "test"}
         with uvicorn_servers(1, env) as [live]:
             yield live.url
-    finally:
-        databases.drop_database(server_url, name)
 
 
 def token_for(user_id: int) -> str:

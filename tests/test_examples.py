@@ -35,15 +35,10 @@ EXPECTED_STEPS = [
 
 @pytest.fixture(scope="module")
 def server(server_url: str) -> Iterator[str]:
-    name = f"payment_service_examples_{os.getpid()}"
-    url = databases.create_database(server_url, name)
-    databases.migrate(url)
-    env = {"DATABASE_URL": url, "SECRET_KEY": TEST_SECRET, "ENVIRONMENT": "test"}
-    try:
+    with databases.migrated_database(server_url, "examples") as url:
+        env = {"DATABASE_URL": url, "SECRET_KEY": TEST_SECRET, "ENVIRONMENT": "test"}
         with uvicorn_servers(1, env) as [live]:
             yield live.url
-    finally:
-        databases.drop_database(server_url, name)
 
 
 def run_example(env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -55,12 +55,8 @@ def test_the_api_tests_pass_through_pgbouncer() -> None:
 
 @pytest.fixture(scope="module")
 def pgbouncer_database(server_url: str) -> Iterator[str]:
-    name = f"payment_service_pgbouncer_{os.getpid()}"
-    url = databases.create_database(server_url, name)
-    databases.migrate(url)
-    with bouncer.pgbouncer_in_front_of(url) as through_pgbouncer:
-        yield through_pgbouncer
-    databases.drop_database(server_url, name)
+    with databases.migrated_database(server_url, "pgbouncer") as url, bouncer.pgbouncer_in_front_of(url) as through:
+        yield through
 
 
 async def test_concurrent_traffic_through_pgbouncer(pgbouncer_database: str) -> None:

@@ -2,7 +2,6 @@
 not in process memory. Every request is really committed here, so these tests use their own database."""
 
 import asyncio
-import os
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Sequence
 from itertools import cycle
@@ -26,11 +25,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def live_database_url(server_url: str) -> Iterator[str]:
-    name = f"payment_service_races_{os.getpid()}"
-    url = databases.create_database(server_url, name)
-    databases.migrate(url)
-    yield url
-    databases.drop_database(server_url, name)
+    with databases.migrated_database(server_url, "races") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

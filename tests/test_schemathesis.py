@@ -32,11 +32,8 @@ MAX_EXAMPLES = os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "50")
 
 @pytest.fixture(scope="module")
 def fuzz_database_url(server_url: str) -> Iterator[str]:
-    name = f"payment_service_fuzz_{os.getpid()}"
-    url = databases.create_database(server_url, name)
-    databases.migrate(url)
-    yield url
-    databases.drop_database(server_url, name)
+    with databases.migrated_database(server_url, "fuzz") as url:
+        yield url
 
 
 @pytest.mark.parametrize("admin", [True, False], ids=["admin", "user"])

@@ -20,7 +20,6 @@ from app.core.errors import (
 from app.core.metrics import PAYMENTS_CREATED, STATUS_TRANSITIONS
 from app.core.security import Principal
 from app.models import Payment, PaymentStatus
-from app.repositories.history import StatusHistoryRepository
 from app.repositories.payment_reads import Page, PaymentFilters, PaymentReads, PaymentRow
 from app.repositories.payments import PaymentRepository, UniqueViolation
 from app.schemas.fields import METADATA_MAX_KEYS
@@ -62,7 +61,6 @@ def merge_metadata(current: dict[str, str], changes: dict[str, str]) -> dict[str
 class PaymentService:
     def __init__(self, session: AsyncSession, *, request_id: str | None = None) -> None:
         self.payments = PaymentRepository(session)
-        self.history = StatusHistoryRepository(session)
         self.request_id = request_id
 
     async def create(self, principal: Principal, data: PaymentCreate) -> PaymentRow:
