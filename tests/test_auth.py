@@ -98,6 +98,9 @@ async def test_other_hmac_algorithm_than_configured_is_401(client: httpx.AsyncCl
         {"user_id": 2**63},
         {"sub": ""},
         {"user_id": None},
+        {"sub": "--5"},
+        {"sub": "5-"},
+        {"sub": "1" * 25},
     ],
 )
 async def test_token_without_usable_user_id_is_401(client: httpx.AsyncClient, claims: dict[str, object]) -> None:

@@ -125,6 +125,12 @@ async def test_a_jwe_is_refused(rsa_client: httpx.AsyncClient) -> None:
     assert await status_with(rsa_client, f"{header}.{b64(b'k')}.{b64(b'iv')}.{b64(b'ct')}.{b64(b'tag')}") == 401
 
 
+async def test_a_token_of_another_key_family_is_401_not_500(make_client: Any) -> None:
+    async with make_client(algorithm="RS256,ES256", jwt_public_key=SecretStr(public_pem(RSA_KEY))) as client:
+        forged = jwt.encode(claims(), EC_KEY, algorithm="ES256")  # ES256 checked against an RSA key
+        assert_problem(await client.get(PAYMENTS, headers={"Authorization": f"Bearer {forged}"}), 401)
+
+
 async def test_issuer_and_audience_are_checked_when_configured(make_client: Any) -> None:
     async with make_client(
         algorithm="RS256",

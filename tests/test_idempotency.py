@@ -269,3 +269,25 @@ async def test_housekeeping_purges_every_expired_batch(
     await db.commit()
     assert await purge_expired_idempotency_keys(sessionmaker) == 5
     assert [key.key for key in await keys(db)] == ["fresh"]
+
+
+async def test_a_failed_commit_releases_the_key_so_a_retry_runs(
+    client: httpx.AsyncClient, auth: TokenFactory, db: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original_commit = AsyncSession.commit
+    failures = iter([True])
+
+    async def commit_failing_once(self: AsyncSession) -> None:
+        if self is not db and next(failures, False):
+            raise OSError("connection lost during COMMIT")
+        await original_commit(self)
+
+    monkeypatch.setattr(AsyncSession, "commit", commit_failing_once)
+    headers = with_key(auth(1), "commit-fails")
+    assert_problem(await client.post(PAYMENTS, json=body(), headers=headers), 503, "/database-unavailable")
+    assert await keys(db) == []
+    assert await payment_count(db) == 0
+    retry = await client.post(PAYMENTS, json=body(), headers=headers)
+    assert retry.status_code == 201, retry.text
+    assert "idempotent-replayed" not in retry.headers
+    assert await payment_count(db) == 1

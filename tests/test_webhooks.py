@@ -203,6 +203,29 @@ async def test_minor_units_follow_the_iso_exponent(
     assert (await stored(db, payment.id)).payment_status is S.SUCCEEDED  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize(
+    ("currency", "amount", "stripe_amount"), [("ISK", "1500", 150000), ("UGX", "5000", 500000), ("MGA", "1500", 1500)]
+)
+async def test_stripes_own_minor_units_where_they_differ_from_iso(
+    client: httpx.AsyncClient, db: AsyncSession, currency: str, amount: str, stripe_amount: int
+) -> None:
+    payment = await make_payment(db, user_id=1, amount=amount, currency=currency, payment_id="pi_3QcsPaymentIntent")
+    event = stripe_event("payment_intent.succeeded", "evt_special", amount=stripe_amount, currency=currency.lower())
+    ack(await deliver(client, event), "applied")
+    assert (await stored(db, payment.id)).payment_status is S.SUCCEEDED  # type: ignore[union-attr]
+
+
+async def test_a_session_event_naming_another_payment_intent_is_an_anomaly(
+    client: httpx.AsyncClient, db: AsyncSession
+) -> None:
+    payment = await make_payment(
+        db, user_id=1, amount="99.99", payment_id="pi_other", checkout_session_id="cs_test_a1b2c3"
+    )
+    ack(await deliver(client, stripe_event("checkout.session.completed", "evt_mismatch")), "anomaly")
+    row = await stored(db, payment.id)
+    assert row is not None and (row.payment_id, row.payment_status) == ("pi_other", S.PENDING)
+
+
 async def test_an_event_signed_with_the_previous_secret_is_accepted(
     client: httpx.AsyncClient, db: AsyncSession
 ) -> None:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from datetime import timedelta
 from typing import Annotated
 
@@ -88,14 +89,21 @@ class Idempotency:
         if replay is not None:
             return replay
         try:
-            response = await work()
-        except DomainError as error:
-            await self.session.rollback()
-            response = render_domain_error(error)
+            try:
+                response = await work()
+            except DomainError as error:
+                await self.session.rollback()
+                response = render_domain_error(error)
+            await IdempotencyRepository(self.session).complete(self.user_id, self.key, _stored(response))
+            # Committed here rather than by the session dependency (where it becomes a no-op): if
+            # this commit fails, the key must be released, or retries would get 409 until the
+            # lock timeout although nothing was stored.
+            await self.session.commit()
         except BaseException:
+            with suppress(Exception):
+                await self.session.rollback()  # hands the connection back before the release takes one
             await self._release(self.key)
             raise
-        await IdempotencyRepository(self.session).complete(self.user_id, self.key, _stored(response))
         return response
 
     async def _claim(self, key: str) -> Response | None:

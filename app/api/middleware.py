@@ -99,7 +99,7 @@ class BodySizeLimitMiddleware:
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                break
+                return  # the client went away before sending the whole body: nothing to serve
             body += message.get("body", b"")
             if len(body) > self.max_bytes:
                 await render_domain_error(self._too_large())(scope, receive, send)

@@ -8,6 +8,7 @@ HMAC secret (the algorithm-confusion attack; see the README's security section).
 
 import asyncio
 import logging
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 ADMIN_ROLE = "admin"
 _PUBLIC_KEY_TYPES = frozenset({"RSA", "EC", "OKP"})
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
 
 
 class KeysUnavailable(Exception):
@@ -51,7 +53,7 @@ def _user_id_from_claims(claims: dict[str, Any]) -> int:
         raise InvalidToken("user id must be an integer")
     if isinstance(raw, int):
         user_id = raw
-    elif isinstance(raw, str) and raw.isascii() and raw.lstrip("-").isdigit():
+    elif isinstance(raw, str) and _INTEGER.fullmatch(raw):
         user_id = int(raw)
     else:
         raise InvalidToken("token has no integer user_id or sub claim")
@@ -170,7 +172,9 @@ class TokenVerifier:
                 leeway=self.leeway,
                 options={"require": ["exp"], "verify_aud": self.settings.jwt_audience is not None},
             )
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, TypeError, ValueError) as exc:
+            # TypeError/ValueError: PyJWT's answer to a key of the wrong type for the token's
+            # algorithm (an ES256 token against an RSA key when both families are configured).
             raise InvalidToken(str(exc)) from exc
         roles = claims.get("roles")
         is_admin = isinstance(roles, list) and ADMIN_ROLE in roles

@@ -28,15 +28,25 @@ class WebhookResult:
     duplicate: bool
 
 
+# Where Stripe's integer amounts do not follow the ISO 4217 exponent (Stripe's "zero-decimal" and
+# "special case" currencies): ISK and UGX are sent with two decimals, MGA with none.
+STRIPE_MINOR_UNITS = {"ISK": 2, "UGX": 2, "MGA": 0}
+
+
+def stripe_minor_units(currency: str) -> int:
+    return STRIPE_MINOR_UNITS.get(currency, MINOR_UNITS[currency])
+
+
 def amount_mismatch(payment: Payment, update: ProviderUpdate) -> str | None:
     """Why the event's amount or currency differs from the payment's, or None when they agree.
-    Stripe sends integer minor units; the ISO 4217 exponent turns them into a decimal amount."""
+    Stripe sends integer minor units; the ISO 4217 exponent (or Stripe's own, for the few currencies
+    where they differ) turns them into a decimal amount."""
     if update.currency is not None:
         currency = update.currency.upper()
         if currency != payment.currency:
             return f"currency {currency} differs from the payment's {payment.currency}"
         if update.amount_minor is not None:
-            amount = Decimal(update.amount_minor).scaleb(-MINOR_UNITS[currency])
+            amount = Decimal(update.amount_minor).scaleb(-stripe_minor_units(currency))
             if amount != payment.amount_total:
                 return f"amount {amount} {currency} differs from the payment's {payment.amount_total.normalize()}"
     elif update.amount_minor is not None:
@@ -86,6 +96,8 @@ class StripeWebhookService:
             return WebhookOutcome.ANOMALY, payment, mismatch
 
         linked = False
+        if update.payment_intent_id is not None and payment.payment_id not in (None, update.payment_intent_id):
+            return WebhookOutcome.ANOMALY, payment, "the event's payment intent differs from the payment's"
         if update.payment_intent_id is not None and payment.payment_id is None:
             try:
                 payment = await self.payments.update(payment.id, {"payment_id": update.payment_intent_id})
