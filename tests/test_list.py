@@ -625,3 +625,41 @@ async def test_lists_need_a_bearer_token(client: httpx.AsyncClient, path: str) -
     assert_problem(missing, 401, "/not-authenticated")
     assert missing.headers["www-authenticate"] == "Bearer"
     assert_problem(await client.get(path, headers={"Authorization": "Bearer not-a-jwt"}), 401, "/not-authenticated")
+
+
+# --- metadata filter -----------------------------------------------------------------------------
+
+
+@BOTH_LISTS
+async def test_metadata_filter_matches_key_and_value(
+    client: httpx.AsyncClient, auth: TokenFactory, db: AsyncSession, path: str
+) -> None:
+    wanted = await make_payment(db, user_id=1, metadata_={"order": "A-1", "channel": "web"})
+    await make_payment(db, user_id=1, metadata_={"order": "A-2", "channel": "web"})
+    await make_payment(db, user_id=1)
+    response = await client.get(path, params={"metadata[order]": "A-1"}, headers=headers_for(path, auth))
+    assert [item["id"] for item in response.json()["items"]] == [wanted.id]
+    assert response.json()["total"] == 1
+    both = await client.get(
+        path, params={"metadata[order]": "A-1", "metadata[channel]": "web"}, headers=headers_for(path, auth)
+    )
+    assert [item["id"] for item in both.json()["items"]] == [wanted.id]
+    none = await client.get(path, params={"metadata[order]": "A-3"}, headers=headers_for(path, auth))
+    assert none.json()["items"] == []
+
+
+async def test_metadata_filter_stays_within_the_callers_payments(
+    client: httpx.AsyncClient, auth: TokenFactory, db: AsyncSession
+) -> None:
+    await make_payment(db, user_id=2, metadata_={"order": "A-1"})
+    response = await client.get(LIST, params={"metadata[order]": "A-1"}, headers=auth(1))
+    assert response.json()["items"] == []
+
+
+@pytest.mark.parametrize("name", ["metadata[]", "metadata[" + "k" * 41 + "]", "metadata", "metadata[a][b]"])
+async def test_a_malformed_metadata_parameter_is_422(client: httpx.AsyncClient, auth: TokenFactory, name: str) -> None:
+    assert_problem(await client.get(LIST, params={name: "x"}, headers=auth(1)), 422)
+
+
+async def test_a_metadata_value_over_500_characters_is_422(client: httpx.AsyncClient, auth: TokenFactory) -> None:
+    assert_problem(await client.get(LIST, params={"metadata[order]": "v" * 501}, headers=auth(1)), 422)

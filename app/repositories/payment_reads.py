@@ -35,6 +35,7 @@ class PaymentFilters:
     property_id: str | None = None
     created_from: datetime | None = None
     created_to: datetime | None = None
+    metadata: dict[str, str] | None = None
 
     def conditions(self) -> list[ColumnElement[bool]]:
         c = _payments.c
@@ -51,6 +52,8 @@ class PaymentFilters:
             conditions.append(c.created_at >= self.created_from)
         if self.created_to is not None:
             conditions.append(c.created_at <= self.created_to)
+        if self.metadata:
+            conditions.append(c.metadata.contains(self.metadata))  # JSONB @>
         return conditions
 
 

@@ -1,12 +1,16 @@
+import re
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
 from pydantic import (
     AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
     ValidationInfo,
     field_serializer,
     field_validator,
@@ -147,6 +151,10 @@ class PaymentRead(BaseModel):
 _RANGE_DOC = "Inclusive; ISO 8601 date-time, UTC when it has no offset"
 
 
+_METADATA_PARAMETER = re.compile(r"metadata\[([^\[\]]{1,40})\]")
+METADATA_VALUE_LENGTH = 500
+
+
 class PaymentListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -170,6 +178,26 @@ class PaymentListQuery(BaseModel):
     property_id: Reference | None = None
     created_from: UtcDatetime | None = Field(default=None, description="Inclusive; ISO 8601, UTC if no offset")
     created_to: UtcDatetime | None = Field(default=None, description="Inclusive; ISO 8601, UTC if no offset")
+    # `metadata[<key>]=<value>` parameters (not expressible as one OpenAPI parameter; see the README).
+    _metadata_filter: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _take_metadata_filter(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        found: dict[str, str] = {}
+        if isinstance(data, Mapping):
+            data = dict(data)
+            for name in [name for name in data if _METADATA_PARAMETER.fullmatch(str(name))]:
+                value = data.pop(name)
+                if not isinstance(value, str) or len(value) > METADATA_VALUE_LENGTH:
+                    raise ValueError(f"{name} must be a string of at most {METADATA_VALUE_LENGTH} characters")
+                found[str(name)[len("metadata[") : -1]] = value
+        query = handler(data)
+        query._metadata_filter = found
+        return query
+
+    def metadata_filter(self) -> dict[str, str]:
+        return self._metadata_filter
 
     @model_validator(mode="after")
     def _range_in_order(self) -> Self:

@@ -194,6 +194,7 @@ class PaymentReader:
             property_id=query.property_id,
             created_from=query.created_from,
             created_to=query.created_to,
+            metadata=query.metadata_filter() or None,
         )
         position = query.position()
         return await self.reads.list_page(

@@ -70,7 +70,15 @@ async def create_payment(
     return await idempotency.run(work)
 
 
-@router.get("/", response_model=PaymentPage, summary="The caller's payments, newest first")
+METADATA_FILTER_DOC = (
+    "Besides the parameters below, `metadata[<key>]=<value>` (repeatable; key up to 40 characters, value "
+    "up to 500) keeps the payments whose metadata has that key with that value."
+)
+
+
+@router.get(
+    "/", response_model=PaymentPage, summary="The caller's payments, newest first", description=METADATA_FILTER_DOC
+)
 async def list_payments(
     query: Annotated[PaymentListQuery, Query()], user: CurrentUser, service: PaymentReaderDep
 ) -> PaymentPage:
@@ -82,6 +90,7 @@ async def list_payments(
     response_model=PaymentPage,
     responses=problem_responses(403),
     summary="Every user's payments (admins only)",
+    description=METADATA_FILTER_DOC,
 )
 async def list_all_payments(
     query: Annotated[AdminPaymentListQuery, Query()], admin: AdminUser, service: PaymentReaderDep
