@@ -30,11 +30,6 @@ MAX_AMOUNT = Decimal("99999999.99")
 _QUANTUMS = {digits: Decimal(1).scaleb(-digits) for digits in set(MINOR_UNITS.values())}
 
 
-def minor_units(currency: str) -> int:
-    """Decimal places allowed for `currency` (an upper-case ISO 4217 code); KeyError when unknown."""
-    return MINOR_UNITS[currency]
-
-
 def format_amount(amount: Decimal, currency: str) -> str:
     """`amount` as a plain decimal string with exactly the currency's minor-unit digits."""
     return format(amount.quantize(_QUANTUMS[MINOR_UNITS[currency]]), "f")

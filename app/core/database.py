@@ -56,15 +56,17 @@ def create_sessionmaker(bind: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(bind, expire_on_commit=False, autoflush=False)
 
 
-def create_read_sessionmaker(engine: AsyncEngine, settings: Settings) -> async_sessionmaker[AsyncSession]:
-    """Sessions for read-only requests, on the same pool but in autocommit: each SELECT runs on its
-    own, without the BEGIN and COMMIT round trips a transaction would cost.
+def _autocommit(engine: AsyncEngine, settings: Settings) -> AsyncEngine:
+    """The same pool in autocommit, so a single statement costs one round trip (no BEGIN or COMMIT).
 
     Not behind PgBouncer: asyncpg prepares a statement and then executes it in two steps, and
     outside a transaction PgBouncer may send the second step to another server connection."""
-    if settings.db_pgbouncer:
-        return create_sessionmaker(engine)
-    return create_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
+    return engine if settings.db_pgbouncer else engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+def create_read_sessionmaker(engine: AsyncEngine, settings: Settings) -> async_sessionmaker[AsyncSession]:
+    """Sessions for read-only requests that are not on the hot path (webhook events, readiness)."""
+    return create_sessionmaker(_autocommit(engine, settings))
 
 
 # SQLSTATEs meaning "the database cannot serve this now": statement timeout, admin shutdown, crash
@@ -100,11 +102,8 @@ def request_gate(settings: Settings) -> asyncio.Semaphore:
 
 
 def read_connections(engine: AsyncEngine, settings: Settings, gate: asyncio.Semaphore) -> ConnectionFactory:
-    """Connections for read-only requests: autocommit, so a SELECT costs one round trip (no BEGIN or
-    COMMIT). Behind PgBouncer they stay transactional, for the reason create_read_sessionmaker gives."""
-    connect = (
-        engine.connect if settings.db_pgbouncer else engine.execution_options(isolation_level="AUTOCOMMIT").connect
-    )
+    """Connections for the hot GET routes, one per query, admitted through the request gate."""
+    connect = _autocommit(engine, settings).connect
 
     @asynccontextmanager
     async def gated_connection() -> AsyncIterator[AsyncConnection]:
@@ -118,6 +117,5 @@ def side_connections(engine: AsyncEngine, settings: Settings) -> ConnectionFacto
     """Connections for single statements that must commit on their own, outside the request's
     transaction and outside the gate (Idempotency-Key claims and releases): autocommit, one round
     trip. Behind PgBouncer, a short transaction instead."""
-    if settings.db_pgbouncer:
-        return engine.begin
-    return engine.execution_options(isolation_level="AUTOCOMMIT").connect
+    # Behind PgBouncer (no autocommit there) `begin` gives a short transaction that commits on exit.
+    return engine.begin if settings.db_pgbouncer else _autocommit(engine, settings).connect

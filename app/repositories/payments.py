@@ -88,11 +88,9 @@ class PaymentRepository:
         result: Result[Any] = await self.session.execute(_INSERT_WITH_HISTORY, parameters)
         return result.first()
 
-    async def get(self, payment_id: int, *, for_update: bool = False) -> Payment | None:
-        """The ORM object, for changing it (`for_update` locks the row until the transaction ends)."""
-        statement = select(Payment).where(Payment.id == payment_id)
-        if for_update:
-            statement = statement.with_for_update()
+    async def get_for_update(self, payment_id: int) -> Payment | None:
+        """The ORM object, locked until the transaction ends, for changing it."""
+        statement = select(Payment).where(Payment.id == payment_id).with_for_update()
         return (await self.session.scalars(statement)).one_or_none()
 
     async def find_for_provider_event(

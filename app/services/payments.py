@@ -80,7 +80,7 @@ class PaymentService:
     async def update(
         self, principal: Principal, payment_id: int, data: PaymentUpdate, expected: ExpectedVersions = None
     ) -> Payment:
-        payment = _visible_to(await self.payments.get(payment_id, for_update=True), principal)
+        payment = _visible_to(await self.payments.get_for_update(payment_id), principal)
         _check_precondition(payment, expected)
         requested = data.changes()
         if data.metadata is not None:
@@ -123,7 +123,7 @@ class PaymentService:
         self, principal: Principal, payment_id: int, target: PaymentStatus, expected: ExpectedVersions = None
     ) -> Payment | PaymentRow:
         """Move a payment to `target` under a row lock, so concurrent moves are serialized."""
-        payment = _visible_to(await self.payments.get(payment_id, for_update=True), principal)
+        payment = _visible_to(await self.payments.get_for_update(payment_id), principal)
         _check_precondition(payment, expected)
         return await self.move(payment, target, actor=principal.actor)
 

@@ -18,9 +18,6 @@ _PAYMENT_INTENT_EVENTS = {
     "payment_intent.payment_failed": PaymentStatus.FAILED,
     "payment_intent.canceled": PaymentStatus.CANCELED,
 }
-HANDLED_EVENT_TYPES = frozenset(
-    {"checkout.session.completed", "charge.refunded", *_CHECKOUT_SESSION_EVENTS, *_PAYMENT_INTENT_EVENTS}
-)
 
 
 @dataclass(frozen=True, slots=True)
