@@ -19,6 +19,7 @@ from app.core.database import (
     create_engine,
     create_read_sessionmaker,
     create_sessionmaker,
+    driver_connections,
     read_connections,
     request_gate,
     side_connections,
@@ -36,6 +37,7 @@ def attach_database(app: FastAPI, engine: AsyncEngine, settings: Settings) -> No
     app.state.read_sessionmaker = create_read_sessionmaker(engine, settings)
     app.state.db_gate = request_gate(settings)
     app.state.read_connection = read_connections(engine, settings, app.state.db_gate)
+    app.state.read_driver_connection = driver_connections(engine, settings, app.state.db_gate)
     app.state.side_connection = side_connections(engine, settings)
     POOL.pool = lambda: cast(QueuePool, engine.sync_engine.pool)
 

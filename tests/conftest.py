@@ -105,14 +105,37 @@ def app(settings: Settings) -> FastAPI:
 
 
 @pytest.fixture
-async def client(
-    app: FastAPI, sessionmaker: async_sessionmaker[AsyncSession], connection: AsyncConnection, settings: Settings
-) -> AsyncIterator[httpx.AsyncClient]:
+async def driver_connection(connection: AsyncConnection) -> Any:
+    """The asyncpg connection under `connection` (for the routes that use the driver directly)."""
+    return (await connection.get_raw_connection()).driver_connection
+
+
+def attach_test_connection(
+    app: FastAPI,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    connection: AsyncConnection,
+    driver_connection: Any,
+    settings: Settings,
+) -> None:
+    """Every session and connection the app takes is the test's one connection (in its outer
+    transaction), so the app sees the test's data and everything is rolled back afterwards."""
     app.state.sessionmaker = sessionmaker
     app.state.read_sessionmaker = sessionmaker
     app.state.read_connection = lambda: nullcontext(connection)
+    app.state.read_driver_connection = lambda: nullcontext(driver_connection)
     app.state.side_connection = lambda: nullcontext(connection)
     app.state.db_gate = request_gate(settings)
+
+
+@pytest.fixture
+async def client(
+    app: FastAPI,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    connection: AsyncConnection,
+    driver_connection: Any,
+    settings: Settings,
+) -> AsyncIterator[httpx.AsyncClient]:
+    attach_test_connection(app, sessionmaker, connection, driver_connection, settings)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client

@@ -7,7 +7,6 @@ import json
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import nullcontext
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -20,9 +19,8 @@ from pydantic import SecretStr, ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from app.core.config import Settings
-from app.core.database import request_gate
 from app.main import create_app
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_SECRET, attach_test_connection
 from tests.helpers import assert_problem
 
 PAYMENTS = "/api/v1/payments/"
@@ -57,17 +55,18 @@ def hs256_signed_with(secret: bytes, payload: dict[str, Any]) -> str:
 
 
 @pytest.fixture
-def make_client(sessionmaker: async_sessionmaker[AsyncSession], connection: AsyncConnection, database_url: str) -> Any:
+def make_client(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    connection: AsyncConnection,
+    driver_connection: Any,
+    database_url: str,
+) -> Any:
     """make_client(**settings) -> an httpx client for an app configured with those settings."""
 
     def make(**overrides: Any) -> httpx.AsyncClient:
         settings = Settings(environment="test", database_url=database_url, _env_file=None, **overrides)
         app = create_app(settings)
-        app.state.sessionmaker = sessionmaker
-        app.state.read_sessionmaker = sessionmaker
-        app.state.read_connection = lambda: nullcontext(connection)
-        app.state.side_connection = lambda: nullcontext(connection)
-        app.state.db_gate = request_gate(settings)
+        attach_test_connection(app, sessionmaker, connection, driver_connection, settings)
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
 
     return make

@@ -57,6 +57,8 @@ async def test_the_service_survives_a_database_restart(own_postgres: tuple[Path,
     with uvicorn_servers(1, env) as [server]:
         base = server.url
         outcomes: list[Outcome] = []
+        reads: list[Outcome] = []
+        created: list[int] = []
         stop_at = time.monotonic() + 12
 
         async def client_loop() -> None:
@@ -73,6 +75,14 @@ async def test_the_service_survives_a_database_restart(own_postgres: tuple[Path,
                     if response.status_code == 503:
                         assert response.headers["retry-after"]
                         assert response.headers["content-type"] == "application/problem+json"
+                    if created:  # reads take another path (asyncpg directly): it must fail and recover alike
+                        started = time.monotonic()
+                        read = await client.get(f"/api/v1/payments/{created[-1]}", headers=headers_for(1))
+                        reads.append(Outcome(str(created[-1]), read.status_code, started, time.monotonic() - started))
+                        if read.status_code == 503:
+                            assert read.headers["content-type"] == "application/problem+json"
+                    if response.status_code == 201:
+                        created.append(response.json()["id"])
                     await asyncio.sleep(0.02)
 
         async def outage() -> tuple[float, float, list[int], list[int]]:
@@ -103,6 +113,11 @@ async def test_the_service_survives_a_database_restart(own_postgres: tuple[Path,
     recovered = [o for o in outcomes if o.status == 201 and o.started > up_at]
     assert recovered and recovered[0].started + recovered[0].seconds - up_at < 5.0, "serving again within 5 s"
     assert [o for o in outcomes if o.status == 201 and o.started < down_at]
+    assert {read.status for read in reads} <= {200, 503}
+    assert [read for read in reads if read.status == 503], "some reads ran while the database was down"
+    assert max(read.seconds for read in reads if read.status == 503) < 3.0
+    reads_after = [read.status for read in reads if read.started > up_at + 5]
+    assert reads_after and set(reads_after) == {200}, "reads are served again once the database is back"
 
     stored = {row[0] for row in await _rows(url, "SELECT payment_id FROM payments")}
     created = {o.payment_id for o in outcomes if o.status == 201}

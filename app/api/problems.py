@@ -5,6 +5,8 @@ from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, cast
 
+from asyncpg import InterfaceError as DriverInterfaceError  # type: ignore[import-untyped]
+from asyncpg import PostgresError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -117,7 +119,15 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    for database_error in (DBAPIError, SQLAlchemyTimeoutError, OSError, TimeoutError):
+    # asyncpg's own errors come from the hot GET routes, which use the driver directly.
+    for database_error in (
+        DBAPIError,
+        SQLAlchemyTimeoutError,
+        OSError,
+        TimeoutError,
+        PostgresError,
+        DriverInterfaceError,
+    ):
         app.add_exception_handler(database_error, _database_error)
     app.add_exception_handler(Exception, _unexpected_error)
 

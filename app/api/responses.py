@@ -16,8 +16,9 @@ def etag(version: int) -> str:
 
 def payment_response(payment: Payment | PaymentRow, status_code: int = 200) -> Response:
     """Serialize once, here, so an idempotent request can store exactly these bytes."""
-    body = PaymentRead.model_validate(payment).model_dump_json().encode()
-    return Response(body, status_code, headers={"ETag": etag(payment.version)}, media_type=JSON_MEDIA_TYPE)
+    read = PaymentRead.model_validate(payment)
+    body = read.model_dump_json().encode()
+    return Response(body, status_code, headers={"ETag": etag(read.version)}, media_type=JSON_MEDIA_TYPE)
 
 
 def parse_if_match(header: str | None) -> ExpectedVersions:

@@ -6,9 +6,12 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.exc import DBAPIError, InterfaceError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import PoolProxiedConnection
+from sqlalchemy.util import greenlet_spawn
 
 from app.core.config import Settings
 
@@ -77,8 +80,11 @@ _UNAVAILABLE_SQLSTATES = frozenset({"57014", "57P01", "57P02", "57P03", "53300"}
 def is_database_unavailable(error: BaseException) -> bool:
     """True for errors that mean PostgreSQL is unreachable, restarting or overloaded (worth a 503
     and a retry), False for errors that are bugs."""
-    if isinstance(error, SQLAlchemyTimeoutError | OSError | TimeoutError):
-        return True  # pool exhausted, connection refused or reset, connect or command timeout
+    if isinstance(error, SQLAlchemyTimeoutError | OSError | TimeoutError | asyncpg.InterfaceError):
+        return True  # pool exhausted, connection refused, reset or closed, connect or command timeout
+    if isinstance(error, asyncpg.PostgresError):  # raised by the driver itself (the hot GET routes)
+        sqlstate = error.sqlstate or ""
+        return sqlstate in _UNAVAILABLE_SQLSTATES or sqlstate.startswith("08")
     if isinstance(error, DBAPIError):
         if error.connection_invalidated or isinstance(error, InterfaceError):
             return True
@@ -88,6 +94,9 @@ def is_database_unavailable(error: BaseException) -> bool:
 
 
 ConnectionFactory = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
+# An asyncpg.Connection (asyncpg ships no type hints).
+DriverConnection = Any
+DriverConnectionFactory = Callable[[], AbstractAsyncContextManager[DriverConnection]]
 
 
 def request_gate(settings: Settings) -> asyncio.Semaphore:
@@ -111,6 +120,60 @@ def read_connections(engine: AsyncEngine, settings: Settings, gate: asyncio.Sema
             yield connection
 
     return gated_connection
+
+
+def driver_connections(engine: AsyncEngine, settings: Settings, gate: asyncio.Semaphore) -> DriverConnectionFactory:
+    """The pool's own asyncpg connections, for the hottest single-row reads, admitted through the gate.
+
+    The same pool, connections and settings as everything else (timeouts, statement cache), but the
+    query goes straight to the driver: for a one-row SELECT, SQLAlchemy's execution layer (greenlet
+    hop, cursor adapter, result rows) cost as much CPU as asyncpg itself. Behind PgBouncer the
+    query runs in a short transaction (see _autocommit)."""
+    in_transaction = settings.db_pgbouncer
+    dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
+
+    async def checkout() -> PoolProxiedConnection:
+        try:
+            return await engine.raw_connection()
+        except dbapi_error as error:  # e.g. cannot connect: wrapped as engine.connect() would
+            raise DBAPIError.instance(None, None, error, dbapi_error, dialect=engine.dialect) from error
+
+    @asynccontextmanager
+    async def gated_driver_connection() -> AsyncIterator[DriverConnection]:
+        async with gate:
+            pooled = await checkout()
+            while _driver(pooled).is_closed():  # the server went away meanwhile (a restart)
+                await greenlet_spawn(_check_in, pooled, ConnectionError("connection closed while idle"))
+                pooled = await checkout()
+            connection = _driver(pooled)
+            failure: BaseException | None = None
+            try:
+                if in_transaction:
+                    async with connection.transaction():
+                        yield connection
+                else:
+                    yield connection
+            except BaseException as error:
+                failure = error
+                raise
+            finally:
+                # Checking in may talk to the server (a rollback, a close): SQLAlchemy's sync pool
+                # code does that through a greenlet.
+                await greenlet_spawn(_check_in, pooled, failure)
+
+    return gated_driver_connection
+
+
+def _driver(pooled: PoolProxiedConnection) -> DriverConnection:
+    return pooled.driver_connection
+
+
+def _check_in(pooled: PoolProxiedConnection, failure: BaseException | None) -> None:
+    # An error reported by the server leaves the connection usable; anything else (a lost
+    # connection, a cancelled query) may not, so the pool replaces that connection.
+    if failure is not None and (not isinstance(failure, asyncpg.PostgresError) or _driver(pooled).is_closed()):
+        pooled.invalidate(failure if isinstance(failure, Exception) else None)
+    pooled.close()
 
 
 def side_connections(engine: AsyncEngine, settings: Settings) -> ConnectionFactory:

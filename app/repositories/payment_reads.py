@@ -1,20 +1,24 @@
 """Read-only queries for GET requests, on plain pooled connections in autocommit.
 
-This is the hot path, so it skips the ORM: SQLAlchemy Core statements, built once at import and
-executed with bound parameters, returning rows (attribute access like an ORM object, without the
-session, identity map and per-object state). No HTTP, no authorization: callers pass the owner."""
+This is the hot path, so it skips the ORM. The statements are SQLAlchemy Core, built once at import.
+The single-row lookups are compiled once more, to the driver's SQL, and run on asyncpg directly
+(see DriverQuery); the list queries, whose shape depends on the filters, run through SQLAlchemy.
+Rows come back as plain dicts. No HTTP, no authorization: callers pass the owner."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Self, cast
 
-from sqlalchemy import ColumnElement, Executable, Row, bindparam, func, select, tuple_
+from sqlalchemy import ClauseElement, ColumnElement, Executable, bindparam, func, select, tuple_
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from sqlalchemy.sql.compiler import SQLCompiler
 
-from app.core.database import ConnectionFactory
+from app.core.database import ConnectionFactory, DriverConnectionFactory
 from app.core.pagination import Keyset
 from app.models import Payment, PaymentProvider, PaymentStatus, PaymentStatusHistory
 
-PaymentRow = Row[Any]
+PaymentRow = dict[str, Any]
 
 _payments = Payment.__table__
 _history = PaymentStatusHistory.__table__
@@ -23,6 +27,32 @@ _BY_ID = _SELECT_PAYMENTS.where(_payments.c.id == bindparam("id"))
 _BY_GATEWAY_ID = _SELECT_PAYMENTS.where(_payments.c.payment_id == bindparam("payment_id"))
 _NEWEST_FIRST = (_payments.c.created_at.desc(), _payments.c.id.desc())
 _HISTORY = select(*_history.columns).where(_history.c.payment_id == bindparam("payment_id")).order_by(_history.c.id)
+
+
+_ASYNCPG_DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
+
+
+@dataclass(frozen=True, slots=True)
+class DriverQuery:
+    """A Core statement compiled once to asyncpg's SQL ($1, $2, ...), which asyncpg prepares once per
+    connection and caches. Values are bound as they are, without SQLAlchemy's type processing, so
+    only for parameters asyncpg encodes itself (ints, strings)."""
+
+    sql: str
+    parameter_names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, statement: ClauseElement) -> Self:
+        compiled = cast(SQLCompiler, statement.compile(dialect=_ASYNCPG_DIALECT))
+        return cls(str(compiled), tuple(compiled.positiontup or ()))
+
+    def arguments(self, values: Mapping[str, Any]) -> list[Any]:
+        return [values[name] for name in self.parameter_names]
+
+
+_DRIVER_BY_ID = DriverQuery.of(_BY_ID)
+_DRIVER_BY_GATEWAY_ID = DriverQuery.of(_BY_GATEWAY_ID)
+_DRIVER_HISTORY = DriverQuery.of(_HISTORY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,21 +98,26 @@ class PaymentReads:
     """Each query takes a pooled connection for just that statement (autocommit), so a request holds
     no connection while it is not querying, and no per-request connection set-up is needed."""
 
-    def __init__(self, connect: ConnectionFactory) -> None:
+    def __init__(self, connect: ConnectionFactory, connect_driver: DriverConnectionFactory) -> None:
         self.connect = connect
+        self.connect_driver = connect_driver
 
-    async def _rows(self, statement: Executable, parameters: dict[str, Any] | None = None) -> list[Row[Any]]:
+    async def _rows(self, statement: Executable) -> list[dict[str, Any]]:
         async with self.connect() as connection:
-            return list((await connection.execute(statement, parameters)).all())
+            return [dict(row) for row in (await connection.execute(statement)).mappings()]
+
+    async def _driver_rows(self, query: DriverQuery, **values: Any) -> list[dict[str, Any]]:
+        async with self.connect_driver() as connection:
+            return [dict(record) for record in await connection.fetch(query.sql, *query.arguments(values))]
 
     async def get(self, payment_id: int) -> PaymentRow | None:
-        return next(iter(await self._rows(_BY_ID, {"id": payment_id})), None)
+        return next(iter(await self._driver_rows(_DRIVER_BY_ID, id=payment_id)), None)
 
     async def get_by_gateway_id(self, gateway_payment_id: str) -> PaymentRow | None:
-        return next(iter(await self._rows(_BY_GATEWAY_ID, {"payment_id": gateway_payment_id})), None)
+        return next(iter(await self._driver_rows(_DRIVER_BY_GATEWAY_ID, payment_id=gateway_payment_id)), None)
 
-    async def status_history(self, payment_id: int) -> list[Row[Any]]:
-        return await self._rows(_HISTORY, {"payment_id": payment_id})
+    async def status_history(self, payment_id: int) -> list[dict[str, Any]]:
+        return await self._driver_rows(_DRIVER_HISTORY, payment_id=payment_id)
 
     async def list_for_booking(self, booking_id: str, *, user_id: int | None) -> list[PaymentRow]:
         filters = PaymentFilters(booking_id=booking_id, user_id=user_id)
@@ -115,6 +150,6 @@ class PaymentReads:
         rows = await self._rows(statement)
         total = None
         if with_total:
-            count = select(func.count()).select_from(_payments).where(*conditions)
-            total = int((await self._rows(count))[0][0])
+            count = select(func.count().label("total")).select_from(_payments).where(*conditions)
+            total = int((await self._rows(count))[0]["total"])
         return Page(rows=rows[:limit], total=total, has_more=len(rows) > limit)

@@ -3,7 +3,7 @@ authorization. Reads for GET requests are in payment_reads.py."""
 
 from typing import Any, cast
 
-from sqlalchemy import Result, Row, Select, String, Table, bindparam, func, null, select, update
+from sqlalchemy import Result, Select, String, Table, bindparam, func, null, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -81,12 +81,13 @@ class PaymentRepository:
 
     async def insert_with_history(
         self, values: dict[str, Any], *, actor: str, request_id: str | None
-    ) -> Row[Any] | None:
+    ) -> dict[str, Any] | None:
         """Insert a payment and its creation history row (null -> its status) in one statement; None
         when its payment_id or checkout_session_id is already taken (then nothing is written)."""
         parameters = {**values, "actor": actor, "request_id": request_id}
         result: Result[Any] = await self.session.execute(_INSERT_WITH_HISTORY, parameters)
-        return result.first()
+        row = result.mappings().first()
+        return None if row is None else dict(row)
 
     async def get_for_update(self, payment_id: int) -> Payment | None:
         """The ORM object, locked until the transaction ends, for changing it."""
@@ -116,7 +117,7 @@ class PaymentRepository:
         actor: str,
         request_id: str | None,
         event_id: str | None,
-    ) -> Row[Any]:
+    ) -> dict[str, Any]:
         """Set a locked payment's status (bumping its version) and append the history row, in one
         statement; returns the payment as stored."""
         parameters = {
@@ -128,7 +129,7 @@ class PaymentRepository:
             "event_id": event_id,
         }
         result: Result[Any] = await self.session.execute(_MOVE_WITH_HISTORY, parameters)
-        return result.one()
+        return dict(result.mappings().one())
 
     async def update(self, payment_id: int, values: dict[str, Any]) -> Payment:
         """Apply `values` to one payment, bump its version, and return it as stored. A collision on a unique gateway id

@@ -5,7 +5,6 @@ from collections.abc import Collection
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.currencies import amount_problem
@@ -40,7 +39,10 @@ PaymentRecord = TypeVar("PaymentRecord", Payment, PaymentRow)
 
 def _visible_to(payment: PaymentRecord | None, principal: Principal) -> PaymentRecord:
     # Someone else's payment is reported exactly like a missing one, so ids cannot be probed.
-    if payment is None or not (principal.is_admin or payment.user_id == principal.user_id):
+    if payment is None:
+        raise PaymentNotFound("Payment not found")
+    owner = payment["user_id"] if isinstance(payment, dict) else payment.user_id
+    if not (principal.is_admin or owner == principal.user_id):
         raise PaymentNotFound("Payment not found")
     return payment
 
@@ -70,10 +72,10 @@ class PaymentService:
         payment = await self.payments.insert_with_history(values, actor=principal.actor, request_id=self.request_id)
         if payment is None:
             raise DuplicatePayment("A payment with this payment_id or checkout_session_id already exists")
-        PAYMENTS_CREATED.labels(payment.provider.value, payment.currency).inc()
+        PAYMENTS_CREATED.labels(payment["provider"].value, payment["currency"]).inc()
         logger.info(
             "payment created",
-            extra={"payment_id": payment.id, "to_status": payment.payment_status.value, "actor": principal.actor},
+            extra={"payment_id": payment["id"], "to_status": payment["payment_status"].value, "actor": principal.actor},
         )
         return payment
 
@@ -170,9 +172,9 @@ class PaymentReader:
     async def get_by_gateway_id(self, principal: Principal, gateway_payment_id: str) -> PaymentRow:
         return _visible_to(await self.reads.get_by_gateway_id(gateway_payment_id), principal)
 
-    async def status_history(self, principal: Principal, payment_id: int) -> list[Row[Any]]:
+    async def status_history(self, principal: Principal, payment_id: int) -> list[dict[str, Any]]:
         payment = _visible_to(await self.reads.get(payment_id), principal)
-        return await self.reads.status_history(payment.id)
+        return await self.reads.status_history(payment["id"])
 
     async def list_for_booking(self, principal: Principal, booking_id: str) -> list[PaymentRow]:
         owner = None if principal.is_admin else principal.user_id

@@ -43,7 +43,7 @@ def single(status_code: int = 200, *errors: int) -> dict[int | str, dict[str, ob
 
 def _page(page: Page, query: PaymentListQuery) -> PaymentPage:
     last = page.rows[-1] if page.rows else None
-    next_cursor = encode_cursor(Keyset(last.created_at, last.id)) if last is not None and page.has_more else None
+    next_cursor = encode_cursor(Keyset(last["created_at"], last["id"])) if last is not None and page.has_more else None
     return PaymentPage(
         items=[PaymentRead.model_validate(row) for row in page.rows],
         total=page.total,
