@@ -120,8 +120,8 @@ async def test_the_service_survives_a_database_restart(own_postgres: tuple[Path,
     assert reads_after and set(reads_after) == {200}, "reads are served again once the database is back"
 
     stored = {row[0] for row in await _rows(url, "SELECT payment_id FROM payments")}
-    created = {o.payment_id for o in outcomes if o.status == 201}
-    assert created <= stored, "every payment a client saw a 201 for exists"
+    acknowledged = {o.payment_id for o in outcomes if o.status == 201}
+    assert acknowledged <= stored, "every payment a client saw a 201 for exists"
     assert stored <= {o.payment_id for o in outcomes}
     half_written = await _rows(
         url,
