@@ -2,9 +2,9 @@
 line, and its metrics. (Pure ASGI: BaseHTTPMiddleware would cost a task and a stream per request.)"""
 
 import logging
+import os
 import re
 import time
-import uuid
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -37,7 +37,7 @@ class RequestObservabilityMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        request_id = _incoming_request_id(scope) or os.urandom(16).hex()
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         context = request_id_var.set(request_id)

@@ -1,5 +1,6 @@
 """Single-payment responses carry their version as a strong ETag; If-Match is parsed here."""
 
+from pydantic import BaseModel
 from starlette.responses import Response
 
 from app.models import Payment
@@ -12,6 +13,12 @@ JSON_MEDIA_TYPE = "application/json"
 
 def etag(version: int) -> str:
     return f'"{version}"'
+
+
+def model_response(model: BaseModel) -> Response:
+    """A response model serialized once (returning the model would have FastAPI dump, validate and
+    serialize it again)."""
+    return Response(model.model_dump_json().encode(), media_type=JSON_MEDIA_TYPE)
 
 
 def payment_response(payment: Payment | PaymentRow, status_code: int = 200) -> Response:

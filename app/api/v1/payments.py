@@ -6,7 +6,7 @@ from starlette.responses import Response
 
 from app.api.idempotency import IdempotencyDep
 from app.api.problems import problem_responses
-from app.api.responses import parse_if_match, payment_response
+from app.api.responses import model_response, parse_if_match, payment_response
 from app.core.pagination import Keyset, encode_cursor
 from app.dependencies.auth import AdminUser, CurrentUser
 from app.dependencies.services import PaymentReaderDep, PaymentServiceDep
@@ -54,6 +54,12 @@ def _page(page: Page, query: PaymentListQuery) -> PaymentPage:
     )
 
 
+# First: routes are tried in order, and this is the busiest one.
+@router.get("/{id}", response_model=PaymentRead, responses=single(200, 404), summary="One payment")
+async def get_payment(id: PaymentIdPath, user: CurrentUser, service: PaymentReaderDep) -> Response:
+    return payment_response(await service.get(user, id))
+
+
 @router.post(
     "/",
     status_code=status.HTTP_201_CREATED,
@@ -81,8 +87,8 @@ METADATA_FILTER_DOC = (
 )
 async def list_payments(
     query: Annotated[PaymentListQuery, Query()], user: CurrentUser, service: PaymentReaderDep
-) -> PaymentPage:
-    return _page(await service.list_own(user, query), query)
+) -> Response:
+    return model_response(_page(await service.list_own(user, query), query))
 
 
 @router.get(
@@ -94,8 +100,8 @@ async def list_payments(
 )
 async def list_all_payments(
     query: Annotated[AdminPaymentListQuery, Query()], admin: AdminUser, service: PaymentReaderDep
-) -> PaymentPage:
-    return _page(await service.list_all(query), query)
+) -> Response:
+    return model_response(_page(await service.list_all(query), query))
 
 
 @router.get(
@@ -119,11 +125,6 @@ async def list_payments_for_booking(
     booking_id: Annotated[Reference, Path()], user: CurrentUser, service: PaymentReaderDep
 ) -> list[PaymentRow]:
     return await service.list_for_booking(user, booking_id)
-
-
-@router.get("/{id}", response_model=PaymentRead, responses=single(200, 404), summary="One payment")
-async def get_payment(id: PaymentIdPath, user: CurrentUser, service: PaymentReaderDep) -> Response:
-    return payment_response(await service.get(user, id))
 
 
 @router.get(
