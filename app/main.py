@@ -22,7 +22,6 @@ from app.core.database import (
     driver_connections,
     read_connections,
     request_gate,
-    side_connections,
 )
 from app.core.logging import configure_logging
 from app.core.metrics import POOL
@@ -38,7 +37,7 @@ def attach_database(app: FastAPI, engine: AsyncEngine, settings: Settings) -> No
     app.state.db_gate = request_gate(settings)
     app.state.read_connection = read_connections(engine, settings, app.state.db_gate)
     app.state.read_driver_connection = driver_connections(engine, settings, app.state.db_gate)
-    app.state.side_connection = side_connections(engine, settings)
+    app.state.side_driver_connection = driver_connections(engine, settings, gate=None)
     POOL.pool = lambda: cast(QueuePool, engine.sync_engine.pool)
 
 

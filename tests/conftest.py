@@ -106,7 +106,10 @@ def app(settings: Settings) -> FastAPI:
 
 @pytest.fixture
 async def driver_connection(connection: AsyncConnection) -> Any:
-    """The asyncpg connection under `connection` (for the routes that use the driver directly)."""
+    """The asyncpg connection under `connection` (for the statements the app runs on the driver)."""
+    # SQLAlchemy sends the outer transaction's BEGIN with its first statement: send it now, or the
+    # driver's statements before it would run in autocommit and outlive the test.
+    await connection.exec_driver_sql("SELECT 1")
     return (await connection.get_raw_connection()).driver_connection
 
 
@@ -123,7 +126,7 @@ def attach_test_connection(
     app.state.read_sessionmaker = sessionmaker
     app.state.read_connection = lambda: nullcontext(connection)
     app.state.read_driver_connection = lambda: nullcontext(driver_connection)
-    app.state.side_connection = lambda: nullcontext(connection)
+    app.state.side_driver_connection = lambda: nullcontext(driver_connection)
     app.state.db_gate = request_gate(settings)
 
 

@@ -22,13 +22,13 @@ from starlette.responses import Response
 
 from app.api.problems import render_domain_error
 from app.core.config import Settings
-from app.core.database import ConnectionFactory
+from app.core.database import DriverConnectionFactory
 from app.core.errors import DomainError, IdempotencyKeyInFlight, IdempotencyKeyReused, InvalidIdempotencyKey
 from app.dependencies.auth import CurrentUser
 from app.dependencies.database import SessionDep
 from app.models import IdempotencyState
 from app.models.idempotency import IDEMPOTENCY_KEY_LENGTH
-from app.repositories.idempotency import IdempotencyRepository, StoredResponse
+from app.repositories.idempotency import IdempotencyClaims, IdempotencyRepository, StoredResponse
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class Idempotency:
         user_id: int,
         fingerprint: str,
         session: AsyncSession,
-        connect: ConnectionFactory,
+        connect: DriverConnectionFactory,
         settings: Settings,
     ) -> None:
         self.key = key
@@ -110,7 +110,7 @@ class Idempotency:
         """Own the key (None), or answer for it: a replay, or an in-flight / reuse error."""
         # One statement in autocommit: committed at once, so racing requests see the claim.
         async with self.connect() as connection:
-            repository = IdempotencyRepository(connection)
+            repository = IdempotencyClaims(connection)
             if await repository.claim(
                 self.user_id, key, self.fingerprint, ttl=self.ttl, lock_timeout=self.lock_timeout
             ):
@@ -118,19 +118,20 @@ class Idempotency:
             existing = await repository.get(self.user_id, key)
         if existing is None:  # impossible while the conflicting row is locked; kept for safety
             raise IdempotencyKeyInFlight("A request with this Idempotency-Key is in progress; retry later")
-        if existing.fingerprint != self.fingerprint:
+        if existing["fingerprint"] != self.fingerprint:
             raise IdempotencyKeyReused(
                 "This Idempotency-Key was already used with a different request (method, path or body)"
             )
-        if existing.state == IdempotencyState.IN_FLIGHT or existing.response_status is None:
+        status = existing["response_status"]
+        if existing["state"] == IdempotencyState.IN_FLIGHT or status is None:
             raise IdempotencyKeyInFlight("A request with this Idempotency-Key is in progress; retry later")
-        headers = {**(existing.response_headers or {}), REPLAYED_HEADER: "true"}
-        return Response(existing.response_body or b"", existing.response_status, headers=headers)
+        headers = {**(existing["response_headers"] or {}), REPLAYED_HEADER: "true"}
+        return Response(existing["response_body"] or b"", status, headers=headers)
 
     async def _release(self, key: str) -> None:
         try:
             async with self.connect() as connection:
-                await IdempotencyRepository(connection).release(self.user_id, key)
+                await IdempotencyClaims(connection).release(self.user_id, key)
         except Exception:  # e.g. the database is down: the key stays in flight until its lock times out
             logger.warning("could not release idempotency key after a failed request", exc_info=True)
 
@@ -154,7 +155,7 @@ async def get_idempotency(
         user_id=principal.user_id,
         fingerprint=request_fingerprint(request.method, request.url.path, await request.body()) if key else "",
         session=session,
-        connect=request.app.state.side_connection,
+        connect=request.app.state.side_driver_connection,
         settings=request.app.state.settings,
     )
 

@@ -3,7 +3,7 @@
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -122,8 +122,12 @@ def read_connections(engine: AsyncEngine, settings: Settings, gate: asyncio.Sema
     return gated_connection
 
 
-def driver_connections(engine: AsyncEngine, settings: Settings, gate: asyncio.Semaphore) -> DriverConnectionFactory:
-    """The pool's own asyncpg connections, for the hottest single-row reads, admitted through the gate.
+def driver_connections(
+    engine: AsyncEngine, settings: Settings, gate: asyncio.Semaphore | None
+) -> DriverConnectionFactory:
+    """The pool's own asyncpg connections, for the hottest small statements, one per statement, in
+    autocommit: single-row reads (admitted through the gate) and Idempotency-Key claims and releases
+    (gate=None: they run outside the request's transaction and must never wait behind a request).
 
     The same pool, connections and settings as everything else (timeouts, statement cache), but the
     query goes straight to the driver: for a one-row SELECT, SQLAlchemy's execution layer (greenlet
@@ -139,8 +143,8 @@ def driver_connections(engine: AsyncEngine, settings: Settings, gate: asyncio.Se
             raise DBAPIError.instance(None, None, error, dbapi_error, dialect=engine.dialect) from error
 
     @asynccontextmanager
-    async def gated_driver_connection() -> AsyncIterator[DriverConnection]:
-        async with gate:
+    async def driver_connection() -> AsyncIterator[DriverConnection]:
+        async with gate or nullcontext():
             pooled = await checkout()
             while _driver(pooled).is_closed():  # the server went away meanwhile (a restart)
                 await greenlet_spawn(_check_in, pooled, ConnectionError("connection closed while idle"))
@@ -161,7 +165,7 @@ def driver_connections(engine: AsyncEngine, settings: Settings, gate: asyncio.Se
                 # code does that through a greenlet.
                 await greenlet_spawn(_check_in, pooled, failure)
 
-    return gated_driver_connection
+    return driver_connection
 
 
 def _driver(pooled: PoolProxiedConnection) -> DriverConnection:
@@ -174,11 +178,3 @@ def _check_in(pooled: PoolProxiedConnection, failure: BaseException | None) -> N
     if failure is not None and (not isinstance(failure, asyncpg.PostgresError) or _driver(pooled).is_closed()):
         pooled.invalidate(failure if isinstance(failure, Exception) else None)
     pooled.close()
-
-
-def side_connections(engine: AsyncEngine, settings: Settings) -> ConnectionFactory:
-    """Connections for single statements that must commit on their own, outside the request's
-    transaction and outside the gate (Idempotency-Key claims and releases): autocommit, one round
-    trip. Behind PgBouncer, a short transaction instead."""
-    # Behind PgBouncer (no autocommit there) `begin` gives a short transaction that commits on exit.
-    return engine.begin if settings.db_pgbouncer else _autocommit(engine, settings).connect

@@ -5,12 +5,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Interval, Result, Row, Table, bindparam, delete, func, or_, select, tuple_, update
+from sqlalchemy import CursorResult, Interval, Table, bindparam, delete, func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import ReturningInsert
 
+from app.core.database import DriverConnection
 from app.models import IdempotencyKey, IdempotencyState
+from app.repositories.driver import DriverQuery
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,25 +73,39 @@ _COMPLETE = (
 _RELEASE = delete(_keys).where(_THIS_KEY, _keys.c.state == IdempotencyState.IN_FLIGHT)
 
 
-class IdempotencyRepository:
-    def __init__(self, session: AsyncSession | AsyncConnection) -> None:
-        # A session (inside the request's transaction) or a plain connection (a claim on its own).
-        self.session = session
+_DRIVER_CLAIM = DriverQuery.of(_CLAIM)
+_DRIVER_GET = DriverQuery.of(_GET)
+_DRIVER_RELEASE = DriverQuery.of(_RELEASE)
+
+
+class IdempotencyClaims:
+    """The statements that run on their own, each committed at once (autocommit), before and after
+    the request's transaction: on asyncpg directly (see DriverQuery), as they are on every keyed
+    request."""
+
+    def __init__(self, connection: DriverConnection) -> None:
+        self.connection = connection
 
     async def claim(self, user_id: int, key: str, fingerprint: str, *, ttl: timedelta, lock_timeout: timedelta) -> bool:
         """Take the key for a new request: True when it was free, expired, or abandoned in flight."""
-        parameters = {
-            "user_id": user_id,
-            "key": key,
-            "fingerprint": fingerprint,
-            "ttl": ttl,
-            "lock_timeout": lock_timeout,
-        }
-        return (await self.session.execute(_CLAIM, parameters)).first() is not None
+        values = {"user_id": user_id, "key": key, "fingerprint": fingerprint, "ttl": ttl, "lock_timeout": lock_timeout}
+        return await self.connection.fetchrow(_DRIVER_CLAIM.sql, *_DRIVER_CLAIM.arguments(values)) is not None
 
-    async def get(self, user_id: int, key: str) -> Row[Any] | None:
-        result: Result[Any] = await self.session.execute(_GET, {"owner": user_id, "key_text": key})
-        return result.first()
+    async def get(self, user_id: int, key: str) -> dict[str, Any] | None:
+        values = {"owner": user_id, "key_text": key}
+        record = await self.connection.fetchrow(_DRIVER_GET.sql, *_DRIVER_GET.arguments(values))
+        return None if record is None else dict(record)
+
+    async def release(self, user_id: int, key: str) -> None:
+        values = {"owner": user_id, "key_text": key}
+        await self.connection.execute(_DRIVER_RELEASE.sql, *_DRIVER_RELEASE.arguments(values))
+
+
+class IdempotencyRepository:
+    """The statements that belong to the request's transaction."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
 
     async def complete(self, user_id: int, key: str, response: StoredResponse) -> None:
         parameters = {
@@ -100,9 +116,6 @@ class IdempotencyRepository:
             "body": response.body,
         }
         await self.session.execute(_COMPLETE, parameters)
-
-    async def release(self, user_id: int, key: str) -> None:
-        await self.session.execute(_RELEASE, {"owner": user_id, "key_text": key})
 
     async def purge_expired(self, batch_size: int = 1000) -> int:
         """Delete up to `batch_size` expired keys; rows locked by a running request are skipped."""

@@ -5,18 +5,16 @@ The single-row lookups are compiled once more, to the driver's SQL, and run on a
 (see DriverQuery); the list queries, whose shape depends on the filters, run through SQLAlchemy.
 Rows come back as plain dicts. No HTTP, no authorization: callers pass the owner."""
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Self, cast
+from typing import Any
 
-from sqlalchemy import ClauseElement, ColumnElement, Executable, bindparam, func, select, tuple_
-from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
-from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy import ColumnElement, Executable, bindparam, func, select, tuple_
 
 from app.core.database import ConnectionFactory, DriverConnectionFactory
 from app.core.pagination import Keyset
 from app.models import Payment, PaymentProvider, PaymentStatus, PaymentStatusHistory
+from app.repositories.driver import DriverQuery
 
 PaymentRow = dict[str, Any]
 
@@ -27,27 +25,6 @@ _BY_ID = _SELECT_PAYMENTS.where(_payments.c.id == bindparam("id"))
 _BY_GATEWAY_ID = _SELECT_PAYMENTS.where(_payments.c.payment_id == bindparam("payment_id"))
 _NEWEST_FIRST = (_payments.c.created_at.desc(), _payments.c.id.desc())
 _HISTORY = select(*_history.columns).where(_history.c.payment_id == bindparam("payment_id")).order_by(_history.c.id)
-
-
-_ASYNCPG_DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
-
-
-@dataclass(frozen=True, slots=True)
-class DriverQuery:
-    """A Core statement compiled once to asyncpg's SQL ($1, $2, ...), which asyncpg prepares once per
-    connection and caches. Values are bound as they are, without SQLAlchemy's type processing, so
-    only for parameters asyncpg encodes itself (ints, strings)."""
-
-    sql: str
-    parameter_names: tuple[str, ...]
-
-    @classmethod
-    def of(cls, statement: ClauseElement) -> Self:
-        compiled = cast(SQLCompiler, statement.compile(dialect=_ASYNCPG_DIALECT))
-        return cls(str(compiled), tuple(compiled.positiontup or ()))
-
-    def arguments(self, values: Mapping[str, Any]) -> list[Any]:
-        return [values[name] for name in self.parameter_names]
 
 
 _DRIVER_BY_ID = DriverQuery.of(_BY_ID)

@@ -1,0 +1,36 @@
+"""Core statements run on asyncpg directly, for the few statements on every request's path."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Self, cast
+
+from sqlalchemy import ClauseElement
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from sqlalchemy.sql.compiler import SQLCompiler
+
+_ASYNCPG_DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
+
+
+@dataclass(frozen=True, slots=True)
+class DriverQuery:
+    """A Core statement compiled once to asyncpg's SQL ($1, $2, ...), which asyncpg prepares once per
+    connection and caches: what SQLAlchemy's execution layer would do per call (cache-key the
+    statement, process parameters and rows, hop through a greenlet) costs as much CPU as asyncpg
+    itself for a small statement. Values are bound as they are, without SQLAlchemy's type
+    processing: only for parameters asyncpg encodes itself (ints, strings, str enums, intervals,
+    bytes); a jsonb parameter would need its JSON text."""
+
+    sql: str
+    parameter_names: tuple[str, ...]
+    fixed_values: Mapping[str, Any]  # parameters whose value is part of the statement
+
+    @classmethod
+    def of(cls, statement: ClauseElement) -> Self:
+        compiled = cast(SQLCompiler, statement.compile(dialect=_ASYNCPG_DIALECT))
+        names = tuple(compiled.positiontup or ())
+        fixed = {name: bind.value for name, bind in compiled.binds.items() if name in names and not bind.required}
+        return cls(str(compiled), names, fixed)
+
+    def arguments(self, values: Mapping[str, Any]) -> list[Any]:
+        fixed = self.fixed_values
+        return [values[name] if name in values else fixed[name] for name in self.parameter_names]
