@@ -20,7 +20,6 @@ from app.core.database import (
     create_read_sessionmaker,
     create_sessionmaker,
     driver_connections,
-    read_connections,
     request_gate,
 )
 from app.core.logging import configure_logging
@@ -35,7 +34,6 @@ def attach_database(app: FastAPI, engine: AsyncEngine, settings: Settings) -> No
     app.state.sessionmaker = create_sessionmaker(engine)
     app.state.read_sessionmaker = create_read_sessionmaker(engine, settings)
     app.state.db_gate = request_gate(settings)
-    app.state.read_connection = read_connections(engine, settings, app.state.db_gate)
     app.state.read_driver_connection = driver_connections(engine, settings, app.state.db_gate)
     app.state.side_driver_connection = driver_connections(engine, settings, gate=None)
     POOL.pool = lambda: cast(QueuePool, engine.sync_engine.pool)

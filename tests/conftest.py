@@ -124,7 +124,6 @@ def attach_test_connection(
     transaction), so the app sees the test's data and everything is rolled back afterwards."""
     app.state.sessionmaker = sessionmaker
     app.state.read_sessionmaker = sessionmaker
-    app.state.read_connection = lambda: nullcontext(connection)
     app.state.read_driver_connection = lambda: nullcontext(driver_connection)
     app.state.side_driver_connection = lambda: nullcontext(driver_connection)
     app.state.db_gate = request_gate(settings)

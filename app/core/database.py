@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.exc import DBAPIError, InterfaceError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util import greenlet_spawn
 
@@ -93,7 +93,6 @@ def is_database_unavailable(error: BaseException) -> bool:
     return False
 
 
-ConnectionFactory = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
 # An asyncpg.Connection (asyncpg ships no type hints).
 DriverConnection = Any
 DriverConnectionFactory = Callable[[], AbstractAsyncContextManager[DriverConnection]]
@@ -108,18 +107,6 @@ def request_gate(settings: Settings) -> asyncio.Semaphore:
     stays as headroom for the short side transactions that run outside the gate (Idempotency-Key
     claims, readiness checks, housekeeping), so they can never wait behind a request."""
     return asyncio.Semaphore(settings.db_pool_size)
-
-
-def read_connections(engine: AsyncEngine, settings: Settings, gate: asyncio.Semaphore) -> ConnectionFactory:
-    """Connections for the hot GET routes, one per query, admitted through the request gate."""
-    connect = _autocommit(engine, settings).connect
-
-    @asynccontextmanager
-    async def gated_connection() -> AsyncIterator[AsyncConnection]:
-        async with gate, connect() as connection:
-            yield connection
-
-    return gated_connection
 
 
 def driver_connections(

@@ -18,8 +18,7 @@ PaymentServiceDep = Annotated[PaymentService, Depends(get_payment_service)]
 async def get_payment_reader(request: Request) -> PaymentReader:
     """The GET routes' service, on plain autocommit connections taken per query. Not a yield
     dependency: this is the hot path, and FastAPI's exit-stack machinery for those costs time."""
-    state = request.app.state
-    return PaymentReader(PaymentReads(state.read_connection, state.read_driver_connection))
+    return PaymentReader(PaymentReads(request.app.state.read_driver_connection))
 
 
 PaymentReaderDep = Annotated[PaymentReader, Depends(get_payment_reader)]

@@ -1,17 +1,19 @@
 """Read-only queries for GET requests, on plain pooled connections in autocommit.
 
-This is the hot path, so it skips the ORM. The statements are SQLAlchemy Core, built once at import.
-The single-row lookups are compiled once more, to the driver's SQL, and run on asyncpg directly
-(see DriverQuery); the list queries, whose shape depends on the filters, run through SQLAlchemy.
-Rows come back as plain dicts. No HTTP, no authorization: callers pass the owner."""
+This is the hot path, so it skips the ORM and SQLAlchemy's execution layer: the statements are
+SQLAlchemy Core, compiled once to the driver's SQL and run on asyncpg directly (see DriverQuery); a
+list query is compiled once per combination of filters. Rows come back as plain dicts. No HTTP, no
+authorization: callers pass the owner."""
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, fields
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Executable, bindparam, func, select, tuple_
+from sqlalchemy import ColumnElement, Integer, bindparam, func, select, tuple_
 
-from app.core.database import ConnectionFactory, DriverConnectionFactory
+from app.core.database import DriverConnectionFactory
 from app.core.pagination import Keyset
 from app.models import Payment, PaymentProvider, PaymentStatus, PaymentStatusHistory
 from app.repositories.driver import DriverQuery
@@ -44,24 +46,59 @@ class PaymentFilters:
     created_to: datetime | None = None
     metadata: dict[str, str] | None = None
 
-    def conditions(self) -> list[ColumnElement[bool]]:
-        c = _payments.c
-        equals: list[tuple[Any, object]] = [
-            (c.user_id, self.user_id),
-            (c.payment_status, self.payment_status),
-            (c.provider, self.provider),
-            (c.currency, self.currency),
-            (c.booking_id, self.booking_id),
-            (c.property_id, self.property_id),
-        ]
-        conditions: list[ColumnElement[bool]] = [col == value for col, value in equals if value is not None]
-        if self.created_from is not None:
-            conditions.append(c.created_at >= self.created_from)
-        if self.created_to is not None:
-            conditions.append(c.created_at <= self.created_to)
+    def bound_values(self) -> dict[str, Any]:
+        """The filters in use, by name, as the driver takes them (metadata as JSON text for jsonb)."""
+        values = {name: getattr(self, name) for name in _FILTER_NAMES if getattr(self, name) is not None}
         if self.metadata:
-            conditions.append(c.metadata.contains(self.metadata))  # JSONB @>
-        return conditions
+            values["metadata"] = json.dumps(self.metadata)
+        else:
+            values.pop("metadata", None)
+        return values
+
+
+_FILTER_NAMES = tuple(field.name for field in fields(PaymentFilters))
+
+
+def _condition(name: str) -> ColumnElement[bool]:
+    """The WHERE condition of one filter, on a bound parameter named after it."""
+    c = _payments.c
+    if name == "created_from":
+        return c.created_at >= bindparam(name, type_=c.created_at.type)
+    if name == "created_to":
+        return c.created_at <= bindparam(name, type_=c.created_at.type)
+    if name == "metadata":
+        return c.metadata.contains(bindparam(name, type_=c.metadata.type))  # JSONB @>
+    return c[name] == bindparam(name, type_=c[name].type)
+
+
+_AFTER = tuple_(_payments.c.created_at, _payments.c.id) < tuple_(
+    bindparam("after_created_at", type_=_payments.c.created_at.type), bindparam("after_id", type_=_payments.c.id.type)
+)
+
+
+@lru_cache(maxsize=512)
+def _page_queries(filters: frozenset[str], keyset: bool) -> tuple[DriverQuery, DriverQuery]:
+    """The page and count statements for one combination of filters, compiled once: a request only
+    binds its values. The keyset condition is served by the (user_id, created_at, id) index."""
+    conditions = [_condition(name) for name in _FILTER_NAMES if name in filters]
+    page = (
+        _SELECT_PAYMENTS.where(*conditions, *([_AFTER] if keyset else []))
+        .order_by(*_NEWEST_FIRST)
+        .offset(bindparam("offset", type_=Integer))
+        .limit(bindparam("limit", type_=Integer))
+    )
+    count = select(func.count().label("total")).select_from(_payments).where(*conditions)
+    return DriverQuery.of(page), DriverQuery.of(count)
+
+
+_FOR_BOOKING = {
+    owned: DriverQuery.of(
+        _SELECT_PAYMENTS.where(
+            *[_condition(name) for name in ("user_id", "booking_id") if owned or name != "user_id"]
+        ).order_by(_payments.c.created_at, _payments.c.id)
+    )
+    for owned in (True, False)
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +112,8 @@ class PaymentReads:
     """Each query takes a pooled connection for just that statement (autocommit), so a request holds
     no connection while it is not querying, and no per-request connection set-up is needed."""
 
-    def __init__(self, connect: ConnectionFactory, connect_driver: DriverConnectionFactory) -> None:
-        self.connect = connect
+    def __init__(self, connect_driver: DriverConnectionFactory) -> None:
         self.connect_driver = connect_driver
-
-    async def _rows(self, statement: Executable) -> list[dict[str, Any]]:
-        async with self.connect() as connection:
-            return [dict(row) for row in (await connection.execute(statement)).mappings()]
 
     async def _driver_rows(self, query: DriverQuery, **values: Any) -> list[dict[str, Any]]:
         async with self.connect_driver() as connection:
@@ -97,10 +129,7 @@ class PaymentReads:
         return await self._driver_rows(_DRIVER_HISTORY, payment_id=payment_id)
 
     async def list_for_booking(self, booking_id: str, *, user_id: int | None) -> list[PaymentRow]:
-        filters = PaymentFilters(booking_id=booking_id, user_id=user_id)
-        return await self._rows(
-            _SELECT_PAYMENTS.where(*filters.conditions()).order_by(_payments.c.created_at, _payments.c.id)
-        )
+        return await self._driver_rows(_FOR_BOOKING[user_id is not None], booking_id=booking_id, user_id=user_id)
 
     async def list_page(
         self,
@@ -113,20 +142,16 @@ class PaymentReads:
     ) -> Page:
         """One page newest first: after `offset` rows, or after the keyset position `after` (which
         an index on (..., created_at, id) serves directly, so every page costs the same)."""
-        conditions = filters.conditions()
-        page_conditions = list(conditions)
+        values = filters.bound_values()
+        page_query, count_query = _page_queries(frozenset(values), after is not None)
+        # One more row than asked tells whether there is a next page.
+        page_values = {**values, "offset": offset, "limit": limit + 1}
         if after is not None:
-            position = tuple_(_payments.c.created_at, _payments.c.id) < tuple_(after.created_at, after.id)
-            page_conditions.append(position)
-        statement = (
-            _SELECT_PAYMENTS.where(*page_conditions)
-            .order_by(*_NEWEST_FIRST)
-            .offset(offset)
-            .limit(limit + 1)  # one more than asked tells whether there is a next page
-        )
-        rows = await self._rows(statement)
-        total = None
-        if with_total:
-            count = select(func.count().label("total")).select_from(_payments).where(*conditions)
-            total = int((await self._rows(count))[0]["total"])
-        return Page(rows=rows[:limit], total=total, has_more=len(rows) > limit)
+            page_values |= {"after_created_at": after.created_at, "after_id": after.id}
+        async with self.connect_driver() as connection:
+            records = await connection.fetch(page_query.sql, *page_query.arguments(page_values))
+            total = None
+            if with_total:
+                total = int(await connection.fetchval(count_query.sql, *count_query.arguments(values)))
+        rows = [dict(record) for record in records[:limit]]
+        return Page(rows=rows, total=total, has_more=len(records) > limit)
