@@ -1057,7 +1057,7 @@ def run(config: Config) -> int:
         "ENVIRONMENT": "production",
         "SECRET_KEY": secret_key,
         "DATABASE_URL": database_url,
-        "LOG_LEVEL": "WARNING",
+        "LOG_LEVEL": "INFO",  # the production default: one JSON access line per request
         "DB_POOL_SIZE": str(config.pool_size),
     }
     baseline_env = {
@@ -1206,7 +1206,7 @@ def run(config: Config) -> int:
             "caller_user_id": BENCH_USER,
             "wrk_timeout": WRK_TIMEOUT,
             "service_command": " ".join(service_server.command[1:]),
-            "service_env": {"ENVIRONMENT": "production", "SECRET_KEY": "<64 random chars>", "LOG_LEVEL": "WARNING"}
+            "service_env": {"ENVIRONMENT": "production", "SECRET_KEY": "<64 random chars>", "LOG_LEVEL": "INFO"}
             | {"DB_POOL_SIZE": config.pool_size},
             "baseline_command": " ".join(baseline_server.command[1:]),
             "baseline_pool": {"min_size": config.pool_size, "max_size": config.pool_size},
