@@ -148,6 +148,7 @@ async def test_a_cursor_only_moves_within_the_callers_rows(
         "eyJhIjoxfQ",  # base64 of {"a":1}
         encode_cursor(Keyset(created_at=utc(2026, 1, 1), id=0)),
         "WyIyMDI2LTAxLTAxVDAwOjAwOjAwIiwxXQ",  # a naive timestamp
+        "WyI5OTk5LTEyLTMxVDIzOjU5OjU5LTAxOjAwIiwxXQ",  # 9999-12-31T23:59:59-01:00: past year 9999 in UTC
         "x" * 201,
     ],
 )

@@ -93,3 +93,32 @@ async def test_without_a_database_requests_fail_fast_with_503(
         assert "Traceback" not in str(problem) and "asyncpg" not in response.text
         assert (await client.get("/health")).status_code == 200
         assert_problem(await client.get("/health/ready"), 503, "/database-unavailable")
+
+
+@pytest.mark.parametrize(
+    "field",
+    [{"description": "a\x00b"}, {"booking_id": "b\x00"}, {"metadata": {"k\x00": "v"}}, {"metadata": {"k": "\x00"}}],
+)
+async def test_a_nul_character_in_a_body_is_422_and_nothing_is_written(
+    client: httpx.AsyncClient, auth: TokenFactory, db: AsyncSession, field: dict[str, Any]
+) -> None:
+    """PostgreSQL text and jsonb cannot store NUL: refused up front, never a database error (500)."""
+    body = {"payment_id": "pi_nul", "provider": "stripe", "currency": "USD", "amount_total": "1.00", **field}
+    assert_problem(await client.post(PAYMENTS, json=body, headers=auth(1)), 422)
+    assert await payment_count(db) == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        (PAYMENTS, {"booking_id": "b\x00"}),
+        (PAYMENTS, {"property_id": "\x00"}),
+        (PAYMENTS, {"metadata[k]": "\x00"}),
+        (PAYMENTS, {"metadata[k\x00]": "v"}),
+        (f"{PAYMENTS}booking/b%00", {}),
+    ],
+)
+async def test_a_nul_character_in_a_filter_or_path_is_422(
+    client: httpx.AsyncClient, auth: TokenFactory, path: str, params: dict[str, str]
+) -> None:
+    assert_problem(await client.get(path, params=params, headers=auth(1)), 422)

@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,9 +27,10 @@ def decode_cursor(cursor: str) -> Keyset:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created_at, row_id = json.loads(raw)
-        position = Keyset(created_at=datetime.fromisoformat(created_at), id=int(row_id))
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
+        created = datetime.fromisoformat(created_at)
+        if created.tzinfo is None or not 0 < int(row_id) < 2**63:
+            raise ValueError("naive time or id out of range")
+        # In UTC, as the database compares it; also refuses instants outside years 1-9999 in UTC.
+        return Keyset(created_at=created.astimezone(UTC), id=int(row_id))
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, OverflowError) as exc:
         raise ValueError("not a cursor from this service") from exc
-    if position.created_at.tzinfo is None or not 0 < position.id < 2**63:
-        raise ValueError("not a cursor from this service")
-    return position

@@ -22,8 +22,11 @@ GatewayId = Annotated[
     str,
     StringConstraints(min_length=1, max_length=GATEWAY_ID_LENGTH, pattern=GATEWAY_ID_PATTERN),
 ]
-Reference = Annotated[str, StringConstraints(min_length=1, max_length=REFERENCE_LENGTH)]
-Description = Annotated[str, StringConstraints(max_length=DESCRIPTION_LENGTH)]
+# PostgreSQL text and jsonb cannot hold the NUL character: refused here as a 422, not by the database.
+NO_NUL_PATTERN = r"^[^\x00]*$"
+
+Reference = Annotated[str, StringConstraints(min_length=1, max_length=REFERENCE_LENGTH, pattern=NO_NUL_PATTERN)]
+Description = Annotated[str, StringConstraints(max_length=DESCRIPTION_LENGTH, pattern=NO_NUL_PATTERN)]
 CustomerEmail = Annotated[EmailStr, StringConstraints(max_length=EMAIL_LENGTH)]
 PaymentMethodType = Annotated[
     str,
@@ -77,8 +80,8 @@ UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 
 
 METADATA_MAX_KEYS = 50
-MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=40)]
-MetadataValue = Annotated[str, StringConstraints(max_length=500)]
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=NO_NUL_PATTERN)]
+MetadataValue = Annotated[str, StringConstraints(max_length=500, pattern=NO_NUL_PATTERN)]
 Metadata = Annotated[
     dict[MetadataKey, MetadataValue],
     Field(

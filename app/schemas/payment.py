@@ -189,8 +189,10 @@ class PaymentListQuery(BaseModel):
             data = dict(data)
             for name in [name for name in data if _METADATA_PARAMETER.fullmatch(str(name))]:
                 value = data.pop(name)
-                if not isinstance(value, str) or len(value) > METADATA_VALUE_LENGTH:
-                    raise ValueError(f"{name} must be a string of at most {METADATA_VALUE_LENGTH} characters")
+                if not isinstance(value, str) or len(value) > METADATA_VALUE_LENGTH or "\x00" in f"{name}{value}":
+                    raise ValueError(
+                        f"{name} must be a string of at most {METADATA_VALUE_LENGTH} characters, without NUL"
+                    )
                 found[str(name)[len("metadata[") : -1]] = value
         query = handler(data)
         query._metadata_filter = found
