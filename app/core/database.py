@@ -160,8 +160,10 @@ def _driver(pooled: PoolProxiedConnection) -> DriverConnection:
 
 
 def _check_in(pooled: PoolProxiedConnection, failure: BaseException | None) -> None:
-    # An error reported by the server leaves the connection usable; anything else (a lost
-    # connection, a cancelled query) may not, so the pool replaces that connection.
-    if failure is not None and (not isinstance(failure, asyncpg.PostgresError) or _driver(pooled).is_closed()):
+    # After any failure the pool replaces the connection. Even an error the server reports can leave
+    # it unusable: a shutdown (57P01) arriving mid-statement leaves asyncpg's protocol waiting for
+    # a reply that never comes ("another operation is in progress" for the next user) before the
+    # socket is seen closed. Failures are rare on these statements, so a reconnect costs little.
+    if failure is not None:
         pooled.invalidate(failure if isinstance(failure, Exception) else None)
     pooled.close()
