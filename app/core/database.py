@@ -80,8 +80,10 @@ _UNAVAILABLE_SQLSTATES = frozenset({"57014", "57P01", "57P02", "57P03", "53300"}
 def is_database_unavailable(error: BaseException) -> bool:
     """True for errors that mean PostgreSQL is unreachable, restarting or overloaded (worth a 503
     and a retry), False for errors that are bugs."""
-    if isinstance(error, SQLAlchemyTimeoutError | OSError | TimeoutError | asyncpg.InterfaceError):
-        return True  # pool exhausted, connection refused, reset or closed, connect or command timeout
+    if isinstance(error, SQLAlchemyTimeoutError | OSError | TimeoutError):
+        return True  # pool exhausted, connection refused or reset, connect or command timeout
+    if isinstance(error, asyncpg.InterfaceError):  # client-side: a closed connection, or a bug
+        return "connection is closed" in str(error)
     if isinstance(error, asyncpg.PostgresError):  # raised by the driver itself (the hot GET routes)
         sqlstate = error.sqlstate or ""
         return sqlstate in _UNAVAILABLE_SQLSTATES or sqlstate.startswith("08")

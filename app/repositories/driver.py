@@ -27,6 +27,8 @@ class DriverQuery:
     @classmethod
     def of(cls, statement: ClauseElement) -> Self:
         compiled = cast(SQLCompiler, statement.compile(dialect=_ASYNCPG_DIALECT))
+        if "__[POSTCOMPILE_" in str(compiled):  # expanding IN (...) and the like are rendered per call
+            raise ValueError("a statement with expanding parameters cannot be compiled once")
         names = tuple(compiled.positiontup or ())
         fixed = {name: bind.value for name, bind in compiled.binds.items() if name in names and not bind.required}
         return cls(str(compiled), names, fixed)

@@ -1,0 +1,46 @@
+"""Which driver errors mean "the database cannot serve this now" (503, retry) and which are bugs
+(500), and what the compiled-once statements refuse."""
+
+import asyncpg  # type: ignore[import-untyped]
+import pytest
+from sqlalchemy import bindparam, column, select, table
+
+from app.core.database import is_database_unavailable
+from app.repositories.driver import DriverQuery
+
+
+def postgres_error(sqlstate: str) -> Exception:
+    error: Exception = asyncpg.PostgresError.new({"C": sqlstate, "M": "from the server"})
+    return error
+
+
+@pytest.mark.parametrize(
+    ("error", "unavailable"),
+    [
+        (postgres_error("57014"), True),  # statement timeout
+        (postgres_error("57P01"), True),  # admin shutdown
+        (postgres_error("08006"), True),  # connection failure
+        (postgres_error("53300"), True),  # too many connections
+        (asyncpg.InterfaceError("cannot perform operation: connection is closed"), True),
+        (ConnectionResetError(), True),
+        (postgres_error("22021"), False),  # bad input that should have been refused earlier: a bug
+        (postgres_error("23505"), False),  # unique violation
+        (asyncpg.InterfaceError("cannot perform operation: another operation is in progress"), False),
+        (asyncpg.exceptions.DataError("invalid input for query argument $1"), False),
+    ],
+)
+def test_driver_errors_are_unavailable_only_when_the_database_is(error: Exception, unavailable: bool) -> None:
+    assert is_database_unavailable(error) is unavailable
+
+
+def test_a_statement_compiled_once_binds_by_name_and_keeps_its_literals() -> None:
+    items = table("items", column("id"), column("state"))
+    query = DriverQuery.of(select(items.c.id).where(items.c.id == bindparam("wanted"), items.c.state == "open"))
+    assert query.sql.count("$") == 2
+    assert query.arguments({"wanted": 7}) == [7, "open"]
+
+
+def test_a_statement_with_expanding_parameters_is_refused() -> None:
+    items = table("items", column("id"))
+    with pytest.raises(ValueError, match="expanding"):
+        DriverQuery.of(select(items.c.id).where(items.c.id.in_(bindparam("ids", expanding=True))))
