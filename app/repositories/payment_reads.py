@@ -91,14 +91,13 @@ def _page_queries(filters: frozenset[str], keyset: bool) -> tuple[DriverQuery, D
     return DriverQuery.of(page), DriverQuery.of(count)
 
 
-_FOR_BOOKING = {
-    owned: DriverQuery.of(
-        _SELECT_PAYMENTS.where(
-            *[_condition(name) for name in ("user_id", "booking_id") if owned or name != "user_id"]
-        ).order_by(_payments.c.created_at, _payments.c.id)
-    )
-    for owned in (True, False)
-}
+def _for_booking(owner_only: bool) -> DriverQuery:
+    filters = ("user_id", "booking_id") if owner_only else ("booking_id",)
+    oldest_first = (_payments.c.created_at, _payments.c.id)
+    return DriverQuery.of(_SELECT_PAYMENTS.where(*map(_condition, filters)).order_by(*oldest_first))
+
+
+_FOR_BOOKING = {owner_only: _for_booking(owner_only) for owner_only in (True, False)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +108,7 @@ class Page:
 
 
 class PaymentReads:
-    """Each query takes a pooled connection for just that statement (autocommit), so a request holds
+    """Each call takes a pooled connection for just its statements (autocommit), so a request holds
     no connection while it is not querying, and no per-request connection set-up is needed."""
 
     def __init__(self, connect_driver: DriverConnectionFactory) -> None:
