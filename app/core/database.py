@@ -114,7 +114,7 @@ def request_gate(settings: Settings) -> asyncio.Semaphore:
 def driver_connections(
     engine: AsyncEngine, settings: Settings, gate: asyncio.Semaphore | None
 ) -> DriverConnectionFactory:
-    """The pool's own asyncpg connections, for the hottest small statements, one per statement, in
+    """The pool's own asyncpg connections, for the hottest small statements, one per call, in
     autocommit: single-row reads (admitted through the gate) and Idempotency-Key claims and releases
     (gate=None: they run outside the request's transaction and must never wait behind a request).
 

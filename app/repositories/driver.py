@@ -8,6 +8,8 @@ from sqlalchemy import ClauseElement
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from app.core.database import DriverConnection
+
 _ASYNCPG_DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
 
 
@@ -36,3 +38,16 @@ class DriverQuery:
     def arguments(self, values: Mapping[str, Any]) -> list[Any]:
         fixed = self.fixed_values
         return [values[name] if name in values else fixed[name] for name in self.parameter_names]
+
+    async def fetch(self, connection: DriverConnection, **values: Any) -> list[dict[str, Any]]:
+        return [dict(record) for record in await connection.fetch(self.sql, *self.arguments(values))]
+
+    async def fetchrow(self, connection: DriverConnection, **values: Any) -> dict[str, Any] | None:
+        record = await connection.fetchrow(self.sql, *self.arguments(values))
+        return None if record is None else dict(record)
+
+    async def fetchval(self, connection: DriverConnection, **values: Any) -> Any:
+        return await connection.fetchval(self.sql, *self.arguments(values))
+
+    async def execute(self, connection: DriverConnection, **values: Any) -> None:
+        await connection.execute(self.sql, *self.arguments(values))

@@ -88,17 +88,16 @@ class IdempotencyClaims:
 
     async def claim(self, user_id: int, key: str, fingerprint: str, *, ttl: timedelta, lock_timeout: timedelta) -> bool:
         """Take the key for a new request: True when it was free, expired, or abandoned in flight."""
-        values = {"user_id": user_id, "key": key, "fingerprint": fingerprint, "ttl": ttl, "lock_timeout": lock_timeout}
-        return await self.connection.fetchrow(_DRIVER_CLAIM.sql, *_DRIVER_CLAIM.arguments(values)) is not None
+        claimed = await _DRIVER_CLAIM.fetchrow(
+            self.connection, user_id=user_id, key=key, fingerprint=fingerprint, ttl=ttl, lock_timeout=lock_timeout
+        )
+        return claimed is not None
 
     async def get(self, user_id: int, key: str) -> dict[str, Any] | None:
-        values = {"owner": user_id, "key_text": key}
-        record = await self.connection.fetchrow(_DRIVER_GET.sql, *_DRIVER_GET.arguments(values))
-        return None if record is None else dict(record)
+        return await _DRIVER_GET.fetchrow(self.connection, owner=user_id, key_text=key)
 
     async def release(self, user_id: int, key: str) -> None:
-        values = {"owner": user_id, "key_text": key}
-        await self.connection.execute(_DRIVER_RELEASE.sql, *_DRIVER_RELEASE.arguments(values))
+        await _DRIVER_RELEASE.execute(self.connection, owner=user_id, key_text=key)
 
 
 class IdempotencyRepository:

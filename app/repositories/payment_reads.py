@@ -48,7 +48,7 @@ class PaymentFilters:
 
     def bound_values(self) -> dict[str, Any]:
         """The filters in use, by name, as the driver takes them (metadata as JSON text for jsonb)."""
-        values = {name: getattr(self, name) for name in _FILTER_NAMES if getattr(self, name) is not None}
+        values = {name: value for name in _FILTER_NAMES if (value := getattr(self, name)) is not None}
         if self.metadata:
             values["metadata"] = json.dumps(self.metadata)
         else:
@@ -116,7 +116,7 @@ class PaymentReads:
 
     async def _driver_rows(self, query: DriverQuery, **values: Any) -> list[dict[str, Any]]:
         async with self.connect_driver() as connection:
-            return [dict(record) for record in await connection.fetch(query.sql, *query.arguments(values))]
+            return await query.fetch(connection, **values)
 
     async def get(self, payment_id: int) -> PaymentRow | None:
         return next(iter(await self._driver_rows(_DRIVER_BY_ID, id=payment_id)), None)
@@ -148,9 +148,8 @@ class PaymentReads:
         if after is not None:
             page_values |= {"after_created_at": after.created_at, "after_id": after.id}
         async with self.connect_driver() as connection:
-            records = await connection.fetch(page_query.sql, *page_query.arguments(page_values))
+            rows = await page_query.fetch(connection, **page_values)
             total = None
             if with_total:
-                total = int(await connection.fetchval(count_query.sql, *count_query.arguments(values)))
-        rows = [dict(record) for record in records[:limit]]
-        return Page(rows=rows, total=total, has_more=len(records) > limit)
+                total = int(await count_query.fetchval(connection, **values))
+        return Page(rows=rows[:limit], total=total, has_more=len(rows) > limit)
