@@ -25,7 +25,9 @@ from app.core.database import (
 from app.core.logging import configure_logging
 from app.core.metrics import POOL
 from app.core.security import TokenVerifier
+from app.repositories.payment_reads import PaymentReads
 from app.services.housekeeping import purge_periodically
+from app.services.payments import PaymentReader
 
 
 def attach_database(app: FastAPI, engine: AsyncEngine, settings: Settings) -> None:
@@ -34,7 +36,7 @@ def attach_database(app: FastAPI, engine: AsyncEngine, settings: Settings) -> No
     app.state.sessionmaker = create_sessionmaker(engine)
     app.state.read_sessionmaker = create_read_sessionmaker(engine, settings)
     app.state.db_gate = request_gate(settings)
-    app.state.read_driver_connection = driver_connections(engine, settings, app.state.db_gate)
+    app.state.payment_reader = PaymentReader(PaymentReads(driver_connections(engine, settings, app.state.db_gate)))
     app.state.side_driver_connection = driver_connections(engine, settings, gate=None)
     POOL.pool = lambda: cast(QueuePool, engine.sync_engine.pool)
 

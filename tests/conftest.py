@@ -21,6 +21,8 @@ from app.core.database import create_engine, request_gate
 from app.core.security import ADMIN_ROLE, create_access_token
 from app.main import create_app
 from app.models import Payment, PaymentProvider, PaymentStatus
+from app.repositories.payment_reads import PaymentReads
+from app.services.payments import PaymentReader
 from tests import databases
 from tests.pgbouncer import pgbouncer_in_front_of
 
@@ -124,7 +126,7 @@ def attach_test_connection(
     transaction), so the app sees the test's data and everything is rolled back afterwards."""
     app.state.sessionmaker = sessionmaker
     app.state.read_sessionmaker = sessionmaker
-    app.state.read_driver_connection = lambda: nullcontext(driver_connection)
+    app.state.payment_reader = PaymentReader(PaymentReads(lambda: nullcontext(driver_connection)))
     app.state.side_driver_connection = lambda: nullcontext(driver_connection)
     app.state.db_gate = request_gate(settings)
 

@@ -56,6 +56,12 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(level: str) -> None:
     """JSON lines on stderr for the app's and uvicorn's loggers (uvicorn's access log is replaced
     by the app's own request log, which knows the route template and the user)."""
+    # Record attributes no line here uses, each looked up on every record (the logging HOWTO's
+    # "Optimization" section): the caller's frame, thread, process and multiprocessing names.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()

@@ -3,7 +3,6 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from app.dependencies.database import ReadSessionDep, SessionDep
-from app.repositories.payment_reads import PaymentReads
 from app.services.payments import PaymentReader, PaymentService
 from app.services.webhooks import StripeWebhookService
 
@@ -15,13 +14,12 @@ async def get_payment_service(request: Request, session: SessionDep) -> PaymentS
 PaymentServiceDep = Annotated[PaymentService, Depends(get_payment_service)]
 
 
-async def get_payment_reader(request: Request) -> PaymentReader:
-    """The GET routes' service, on plain autocommit connections taken per query. Not a yield
-    dependency: this is the hot path, and FastAPI's exit-stack machinery for those costs time."""
-    return PaymentReader(PaymentReads(request.app.state.read_driver_connection))
-
-
-PaymentReaderDep = Annotated[PaymentReader, Depends(get_payment_reader)]
+def payment_reader(request: Request) -> PaymentReader:
+    """The GET routes' service, built once at start-up (it holds no per-request state: each query
+    takes a pooled connection for itself). Called by the routes rather than declared as a
+    dependency: on GET by id, resolving one more dependency cost FastAPI 6% of the request's CPU."""
+    reader: PaymentReader = request.app.state.payment_reader
+    return reader
 
 
 async def get_stripe_webhook_service(request: Request, session: SessionDep) -> StripeWebhookService:

@@ -1,7 +1,7 @@
 from math import ceil
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, status
+from fastapi import APIRouter, Header, Path, Query, Request, status
 from starlette.responses import Response
 
 from app.api.idempotency import IdempotencyDep
@@ -9,7 +9,7 @@ from app.api.problems import problem_responses
 from app.api.responses import model_response, parse_if_match, payment_response
 from app.core.pagination import Keyset, encode_cursor
 from app.dependencies.auth import AdminUser, CurrentUser
-from app.dependencies.services import PaymentReaderDep, PaymentServiceDep
+from app.dependencies.services import PaymentServiceDep, payment_reader
 from app.repositories.payment_reads import Page, PaymentRow
 from app.schemas.fields import GatewayId, Reference
 from app.schemas.payment import (
@@ -56,8 +56,8 @@ def _page(page: Page, query: PaymentListQuery) -> PaymentPage:
 
 # First: routes are tried in order, and this is the busiest one.
 @router.get("/{id}", response_model=PaymentRead, responses=single(200, 404), summary="One payment")
-async def get_payment(id: PaymentIdPath, user: CurrentUser, service: PaymentReaderDep) -> Response:
-    return payment_response(await service.get(user, id))
+async def get_payment(id: PaymentIdPath, user: CurrentUser, request: Request) -> Response:
+    return payment_response(await payment_reader(request).get(user, id))
 
 
 @router.post(
@@ -85,10 +85,8 @@ METADATA_FILTER_DOC = (
 @router.get(
     "/", response_model=PaymentPage, summary="The caller's payments, newest first", description=METADATA_FILTER_DOC
 )
-async def list_payments(
-    query: Annotated[PaymentListQuery, Query()], user: CurrentUser, service: PaymentReaderDep
-) -> Response:
-    return model_response(_page(await service.list_own(user, query), query))
+async def list_payments(query: Annotated[PaymentListQuery, Query()], user: CurrentUser, request: Request) -> Response:
+    return model_response(_page(await payment_reader(request).list_own(user, query), query))
 
 
 @router.get(
@@ -99,9 +97,9 @@ async def list_payments(
     description=METADATA_FILTER_DOC,
 )
 async def list_all_payments(
-    query: Annotated[AdminPaymentListQuery, Query()], admin: AdminUser, service: PaymentReaderDep
+    query: Annotated[AdminPaymentListQuery, Query()], admin: AdminUser, request: Request
 ) -> Response:
-    return model_response(_page(await service.list_all(query), query))
+    return model_response(_page(await payment_reader(request).list_all(query), query))
 
 
 @router.get(
@@ -111,9 +109,9 @@ async def list_all_payments(
     summary="A payment by the gateway's payment id",
 )
 async def get_payment_by_gateway_id(
-    payment_id: Annotated[GatewayId, Path()], user: CurrentUser, service: PaymentReaderDep
+    payment_id: Annotated[GatewayId, Path()], user: CurrentUser, request: Request
 ) -> Response:
-    return payment_response(await service.get_by_gateway_id(user, payment_id))
+    return payment_response(await payment_reader(request).get_by_gateway_id(user, payment_id))
 
 
 @router.get(
@@ -122,9 +120,9 @@ async def get_payment_by_gateway_id(
     summary="The caller's payments for a booking, oldest first (admins: everyone's)",
 )
 async def list_payments_for_booking(
-    booking_id: Annotated[Reference, Path()], user: CurrentUser, service: PaymentReaderDep
+    booking_id: Annotated[Reference, Path()], user: CurrentUser, request: Request
 ) -> list[PaymentRow]:
-    return await service.list_for_booking(user, booking_id)
+    return await payment_reader(request).list_for_booking(user, booking_id)
 
 
 @router.get(
@@ -133,8 +131,8 @@ async def list_payments_for_booking(
     responses=problem_responses(404),
     summary="The payment's status changes, oldest first (owner or admin)",
 )
-async def get_payment_history(id: PaymentIdPath, user: CurrentUser, service: PaymentReaderDep) -> list[object]:
-    return list(await service.status_history(user, id))
+async def get_payment_history(id: PaymentIdPath, user: CurrentUser, request: Request) -> list[object]:
+    return list(await payment_reader(request).status_history(user, id))
 
 
 @router.put(
