@@ -128,6 +128,7 @@ def attach_test_connection(
     app.state.read_sessionmaker = sessionmaker
     app.state.payment_reader = PaymentReader(PaymentReads(lambda: nullcontext(driver_connection)))
     app.state.side_driver_connection = lambda: nullcontext(driver_connection)
+    app.state.transaction_driver_connection = lambda: nullcontext(driver_connection)
     app.state.db_gate = request_gate(settings)
 
 

@@ -7,6 +7,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api.idempotency import request_fingerprint
+from app.core.database import DriverTransaction
 from app.models import IdempotencyKey, IdempotencyState, Payment, PaymentStatus
 from app.repositories.idempotency import IdempotencyRepository
 from app.services.housekeeping import purge_expired_idempotency_keys
@@ -274,15 +275,15 @@ async def test_housekeeping_purges_every_expired_batch(
 async def test_a_failed_commit_releases_the_key_so_a_retry_runs(
     client: httpx.AsyncClient, auth: TokenFactory, db: AsyncSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    original_commit = AsyncSession.commit
+    original_commit = DriverTransaction.commit  # create's transaction is on the driver
     failures = iter([True])
 
-    async def commit_failing_once(self: AsyncSession) -> None:
-        if self is not db and next(failures, False):
+    async def commit_failing_once(self: DriverTransaction) -> None:
+        if next(failures, False):
             raise OSError("connection lost during COMMIT")
         await original_commit(self)
 
-    monkeypatch.setattr(AsyncSession, "commit", commit_failing_once)
+    monkeypatch.setattr(DriverTransaction, "commit", commit_failing_once)
     headers = with_key(auth(1), "commit-fails")
     assert_problem(await client.post(PAYMENTS, json=body(), headers=headers), 503, "/database-unavailable")
     assert await keys(db) == []
@@ -291,3 +292,28 @@ async def test_a_failed_commit_releases_the_key_so_a_retry_runs(
     assert retry.status_code == 201, retry.text
     assert "idempotent-replayed" not in retry.headers
     assert await payment_count(db) == 1
+
+
+async def test_a_failed_commit_of_a_status_change_releases_the_key(
+    client: httpx.AsyncClient, auth: TokenFactory, db: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    payment = await make_payment(db, user_id=1, status=PaymentStatus.PENDING)
+    original_commit = AsyncSession.commit  # status changes run on the request's session
+    failures = iter([True])
+
+    async def commit_failing_once(self: AsyncSession) -> None:
+        if self is not db and next(failures, False):
+            raise OSError("connection lost during COMMIT")
+        await original_commit(self)
+
+    monkeypatch.setattr(AsyncSession, "commit", commit_failing_once)
+    headers = with_key(auth(1), "status-commit-fails")
+    url = f"{PAYMENTS}{payment.id}/status"
+    response = await client.patch(url, json={"payment_status": "processing"}, headers=headers)
+    assert_problem(response, 503, "/database-unavailable")
+    assert await keys(db) == []
+    assert (await stored(db, payment.id)).payment_status is PaymentStatus.PENDING  # type: ignore[union-attr]
+    retry = await client.patch(url, json={"payment_status": "processing"}, headers=headers)
+    assert retry.status_code == 200, retry.text
+    assert "idempotent-replayed" not in retry.headers
+    assert (await stored(db, payment.id)).payment_status is PaymentStatus.PROCESSING  # type: ignore[union-attr]

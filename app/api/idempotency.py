@@ -17,18 +17,24 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from app.api.problems import render_domain_error
 from app.core.config import Settings
 from app.core.database import DriverConnectionFactory
 from app.core.errors import DomainError, IdempotencyKeyInFlight, IdempotencyKeyReused, InvalidIdempotencyKey
+from app.core.security import Principal
 from app.dependencies.auth import CurrentUser
-from app.dependencies.database import SessionDep
+from app.dependencies.database import DriverTransactionDep, SessionDep
 from app.models import IdempotencyState
 from app.models.idempotency import IDEMPOTENCY_KEY_LENGTH
-from app.repositories.idempotency import IdempotencyClaims, IdempotencyRepository, StoredResponse
+from app.repositories.idempotency import (
+    DriverKeyedTransaction,
+    IdempotencyClaims,
+    IdempotencyRepository,
+    KeyedTransaction,
+    StoredResponse,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -70,14 +76,14 @@ class Idempotency:
         key: str | None,
         user_id: int,
         fingerprint: str,
-        session: AsyncSession,
+        transaction: KeyedTransaction,
         connect: DriverConnectionFactory,
         settings: Settings,
     ) -> None:
         self.key = key
         self.user_id = user_id
         self.fingerprint = fingerprint
-        self.session = session
+        self.transaction = transaction
         self.connect = connect
         self.ttl = timedelta(seconds=settings.idempotency_key_ttl_seconds)
         self.lock_timeout = timedelta(seconds=settings.idempotency_lock_timeout_seconds)
@@ -92,16 +98,16 @@ class Idempotency:
             try:
                 response = await work()
             except DomainError as error:
-                await self.session.rollback()
+                await self.transaction.rollback()
                 response = render_domain_error(error)
-            await IdempotencyRepository(self.session).complete(self.user_id, self.key, _stored(response))
-            # Committed here rather than by the session dependency (where it becomes a no-op): if
-            # this commit fails, the key must be released, or retries would get 409 until the
+            await self.transaction.complete(self.user_id, self.key, _stored(response))
+            # Committed here rather than by the transaction's dependency (where it becomes a no-op):
+            # if this commit fails, the key must be released, or retries would get 409 until the
             # lock timeout although nothing was stored.
-            await self.session.commit()
+            await self.transaction.commit()
         except BaseException:
             with suppress(Exception):
-                await self.session.rollback()  # hands the connection back before the release takes one
+                await self.transaction.rollback()
             await self._release(self.key)
             raise
         return response
@@ -136,28 +142,44 @@ class Idempotency:
             logger.warning("could not release idempotency key after a failed request", exc_info=True)
 
 
-async def get_idempotency(
-    request: Request,
-    principal: CurrentUser,
-    session: SessionDep,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias="Idempotency-Key",
-            description="Optional, 1-255 printable characters, scoped to the caller. A retry with the same "
-            "key and request gets the first response again (header Idempotent-Replayed: true).",
-        ),
-    ] = None,
-) -> Idempotency:
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Optional, 1-255 printable characters, scoped to the caller. A retry with the same "
+        "key and request gets the first response again (header Idempotent-Replayed: true).",
+    ),
+]
+
+
+async def _idempotency(request: Request, principal: Principal, transaction: KeyedTransaction) -> Idempotency:
     key = parse_idempotency_key(request.headers.getlist("idempotency-key"))
     return Idempotency(
         key=key,
         user_id=principal.user_id,
         fingerprint=request_fingerprint(request.method, request.url.path, await request.body()) if key else "",
-        session=session,
+        transaction=transaction,
         connect=request.app.state.side_driver_connection,
         settings=request.app.state.settings,
     )
 
 
+async def get_idempotency(
+    request: Request, principal: CurrentUser, session: SessionDep, idempotency_key: IdempotencyKeyHeader = None
+) -> Idempotency:
+    """For routes whose work runs on the request's session."""
+    return await _idempotency(request, principal, IdempotencyRepository(session))
+
+
+async def get_driver_idempotency(
+    request: Request,
+    principal: CurrentUser,
+    transaction: DriverTransactionDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Idempotency:
+    """For routes whose work runs on a driver transaction (create)."""
+    return await _idempotency(request, principal, DriverKeyedTransaction(transaction))
+
+
 IdempotencyDep = Annotated[Idempotency, Depends(get_idempotency)]
+DriverIdempotencyDep = Annotated[Idempotency, Depends(get_driver_idempotency)]

@@ -112,17 +112,18 @@ def request_gate(settings: Settings) -> asyncio.Semaphore:
 
 
 def driver_connections(
-    engine: AsyncEngine, settings: Settings, gate: asyncio.Semaphore | None
+    engine: AsyncEngine, settings: Settings, gate: asyncio.Semaphore | None, *, autocommit: bool = True
 ) -> DriverConnectionFactory:
-    """The pool's own asyncpg connections, for the hottest small statements, one per call, in
-    autocommit: single-row reads (admitted through the gate) and Idempotency-Key claims and releases
-    (gate=None: they run outside the request's transaction and must never wait behind a request).
+    """The pool's own asyncpg connections, for the hottest statements, one per call: reads
+    (admitted through the gate), Idempotency-Key claims and releases (gate=None: they run outside
+    the request's transaction and must never wait behind a request), and, with autocommit=False,
+    the create route's transaction (see DriverTransaction).
 
     The same pool, connections and settings as everything else (timeouts, statement cache), but the
     query goes straight to the driver: for a one-row SELECT, SQLAlchemy's execution layer (greenlet
-    hop, cursor adapter, result rows) cost as much CPU as asyncpg itself. Behind PgBouncer the
-    query runs in a short transaction (see _autocommit)."""
-    in_transaction = settings.db_pgbouncer
+    hop, cursor adapter, result rows) cost as much CPU as asyncpg itself. Behind PgBouncer an
+    autocommit caller's statements run in a short transaction (see _autocommit)."""
+    in_transaction = settings.db_pgbouncer and autocommit
     dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
 
     async def checkout() -> PoolProxiedConnection:
@@ -169,3 +170,55 @@ def _check_in(pooled: PoolProxiedConnection, failure: BaseException | None) -> N
     if failure is not None:
         pooled.invalidate(failure if isinstance(failure, Exception) else None)
     pooled.close()
+
+
+class DriverTransaction:
+    """The request's transaction on a driver connection, begun on first use like a Session's: no
+    connection is taken (nor the gate passed) until a statement needs one. commit() and rollback()
+    end it; a statement after either begins the next. close() rolls back whatever is still open and
+    hands the connection back."""
+
+    def __init__(self, connect: DriverConnectionFactory) -> None:
+        self._connect = connect
+        self._checkout: AbstractAsyncContextManager[DriverConnection] | None = None
+        self._connection: DriverConnection | None = None
+        self._transaction: Any = None  # an asyncpg Transaction while one is open
+
+    async def connection(self) -> DriverConnection:
+        """The connection, in an open transaction."""
+        if self._connection is None:
+            checkout = self._connect()
+            self._connection = await checkout.__aenter__()
+            self._checkout = checkout
+        if self._transaction is None:
+            transaction = self._connection.transaction()
+            await transaction.start()
+            self._transaction = transaction
+        return self._connection
+
+    async def commit(self) -> None:
+        transaction, self._transaction = self._transaction, None
+        if transaction is not None:
+            await transaction.commit()
+
+    async def rollback(self) -> None:
+        transaction, self._transaction = self._transaction, None
+        if transaction is not None:
+            await transaction.rollback()
+
+    async def close(self, error: BaseException | None = None) -> None:
+        """Roll back what is open (nothing, after a commit) and check the connection in; `error`
+        is what ended the request, so a failed connection is replaced rather than reused."""
+        checkout, self._checkout, self._connection = self._checkout, None, None
+        if checkout is None:
+            return
+        try:
+            await self.rollback()
+        except BaseException as rollback_error:
+            error = error or rollback_error
+            raise
+        finally:
+            if error is None:
+                await checkout.__aexit__(None, None, None)
+            else:
+                await checkout.__aexit__(type(error), error, error.__traceback__)

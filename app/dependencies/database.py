@@ -4,6 +4,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.core.database import DriverTransaction
+from app.core.errors import DomainError
+
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One session and one transaction per request: committed when the endpoint returns, rolled back
@@ -21,6 +24,25 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+async def get_driver_transaction(request: Request) -> AsyncIterator[DriverTransaction]:
+    """The create route's transaction, on the driver (see PaymentCreator): like get_session, it
+    commits when the endpoint returns and rolls back when it raises, before the response is sent."""
+    transaction = DriverTransaction(request.app.state.transaction_driver_connection)
+    try:
+        yield transaction
+        await transaction.commit()
+    except DomainError:
+        await transaction.close()  # a refusal decided here, not a failed statement: keep the connection
+        raise
+    except BaseException as error:
+        await transaction.close(error)  # the connection may be broken: the pool replaces it
+        raise
+    await transaction.close()
+
+
+DriverTransactionDep = Annotated[DriverTransaction, Depends(get_driver_transaction, scope="function")]
 
 
 async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:

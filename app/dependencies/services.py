@@ -2,8 +2,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from app.dependencies.database import ReadSessionDep, SessionDep
-from app.services.payments import PaymentReader, PaymentService
+from app.dependencies.database import DriverTransactionDep, ReadSessionDep, SessionDep
+from app.repositories.payments import NewPayments
+from app.services.payments import PaymentCreator, PaymentReader, PaymentService
 from app.services.webhooks import StripeWebhookService
 
 
@@ -12,6 +13,13 @@ async def get_payment_service(request: Request, session: SessionDep) -> PaymentS
 
 
 PaymentServiceDep = Annotated[PaymentService, Depends(get_payment_service)]
+
+
+async def get_payment_creator(request: Request, transaction: DriverTransactionDep) -> PaymentCreator:
+    return PaymentCreator(NewPayments(transaction), request_id=request.state.request_id)
+
+
+PaymentCreatorDep = Annotated[PaymentCreator, Depends(get_payment_creator)]
 
 
 def payment_reader(request: Request) -> PaymentReader:

@@ -1,16 +1,17 @@
 """Storage of Idempotency-Keys. Claims use INSERT ... ON CONFLICT so that exactly one of any number
 of racing requests (in any process) owns a key."""
 
+import json
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import CursorResult, Interval, Table, bindparam, delete, func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import ReturningInsert
 
-from app.core.database import DriverConnection
+from app.core.database import DriverConnection, DriverTransaction
 from app.models import IdempotencyKey, IdempotencyState
 from app.repositories.driver import DriverQuery
 
@@ -76,6 +77,7 @@ _RELEASE = delete(_keys).where(_THIS_KEY, _keys.c.state == IdempotencyState.IN_F
 _DRIVER_CLAIM = DriverQuery.of(_CLAIM)
 _DRIVER_GET = DriverQuery.of(_GET)
 _DRIVER_RELEASE = DriverQuery.of(_RELEASE)
+_DRIVER_COMPLETE = DriverQuery.of(_COMPLETE)
 
 
 class IdempotencyClaims:
@@ -100,21 +102,54 @@ class IdempotencyClaims:
         await _DRIVER_RELEASE.execute(self.connection, owner=user_id, key_text=key)
 
 
+class KeyedTransaction(Protocol):
+    """The request's transaction as Idempotency-Key handling needs it: the key's response is
+    stored in it, so the work and its stored response commit together or not at all."""
+
+    async def complete(self, user_id: int, key: str, response: StoredResponse) -> None: ...
+
+    async def commit(self) -> None: ...
+
+    async def rollback(self) -> None: ...
+
+
+def _complete_values(user_id: int, key: str, response: StoredResponse) -> dict[str, Any]:
+    return {"owner": user_id, "key_text": key, "status": response.status, "body": response.body}
+
+
+class DriverKeyedTransaction:
+    """KeyedTransaction on a driver transaction (the create route)."""
+
+    def __init__(self, transaction: DriverTransaction) -> None:
+        self.transaction = transaction
+
+    async def complete(self, user_id: int, key: str, response: StoredResponse) -> None:
+        connection = await self.transaction.connection()
+        headers = json.dumps(response.headers)  # jsonb goes to the driver as JSON text
+        await _DRIVER_COMPLETE.execute(connection, **_complete_values(user_id, key, response), headers=headers)
+
+    async def commit(self) -> None:
+        await self.transaction.commit()
+
+    async def rollback(self) -> None:
+        await self.transaction.rollback()
+
+
 class IdempotencyRepository:
-    """The statements that belong to the request's transaction."""
+    """The statements on the request's session: a KeyedTransaction, and the housekeeping purge."""
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
     async def complete(self, user_id: int, key: str, response: StoredResponse) -> None:
-        parameters = {
-            "owner": user_id,
-            "key_text": key,
-            "status": response.status,
-            "headers": response.headers,
-            "body": response.body,
-        }
-        await self.session.execute(_COMPLETE, parameters)
+        values = {**_complete_values(user_id, key, response), "headers": response.headers}
+        await self.session.execute(_COMPLETE, values)
+
+    async def commit(self) -> None:
+        await self.session.commit()
+
+    async def rollback(self) -> None:
+        await self.session.rollback()
 
     async def purge_expired(self, batch_size: int = 1000) -> int:
         """Delete up to `batch_size` expired keys; rows locked by a running request are skipped."""

@@ -20,7 +20,7 @@ from app.core.metrics import PAYMENTS_CREATED, STATUS_TRANSITIONS
 from app.core.security import Principal
 from app.models import Payment, PaymentStatus
 from app.repositories.payment_reads import Page, PaymentFilters, PaymentReads, PaymentRow
-from app.repositories.payments import PaymentRepository, UniqueViolation
+from app.repositories.payments import NewPayments, PaymentRepository, UniqueViolation
 from app.schemas.fields import METADATA_MAX_KEYS
 from app.schemas.payment import AdminPaymentListQuery, PaymentCreate, PaymentListQuery, PaymentUpdate
 from app.services.status_rules import can_transition
@@ -60,9 +60,11 @@ def merge_metadata(current: dict[str, str], changes: dict[str, str]) -> dict[str
     return {key: value for key, value in merged.items() if value != ""}
 
 
-class PaymentService:
-    def __init__(self, session: AsyncSession, *, request_id: str | None = None) -> None:
-        self.payments = PaymentRepository(session)
+class PaymentCreator:
+    """Records new payments, on the request's driver transaction (see NewPayments)."""
+
+    def __init__(self, payments: NewPayments, *, request_id: str | None = None) -> None:
+        self.payments = payments
         self.request_id = request_id
 
     async def create(self, principal: Principal, data: PaymentCreate) -> PaymentRow:
@@ -72,12 +74,20 @@ class PaymentService:
         payment = await self.payments.insert_with_history(values, actor=principal.actor, request_id=self.request_id)
         if payment is None:
             raise DuplicatePayment("A payment with this payment_id or checkout_session_id already exists")
-        PAYMENTS_CREATED.labels(payment["provider"].value, payment["currency"]).inc()
+        PAYMENTS_CREATED.labels(data.provider.value, data.currency).inc()
         logger.info(
             "payment created",
-            extra={"payment_id": payment["id"], "to_status": payment["payment_status"].value, "actor": principal.actor},
+            extra={"payment_id": payment["id"], "to_status": payment["payment_status"], "actor": principal.actor},
         )
         return payment
+
+
+class PaymentService:
+    """Changes to existing payments, on the request's session."""
+
+    def __init__(self, session: AsyncSession, *, request_id: str | None = None) -> None:
+        self.payments = PaymentRepository(session)
+        self.request_id = request_id
 
     async def update(
         self, principal: Principal, payment_id: int, data: PaymentUpdate, expected: ExpectedVersions = None

@@ -4,12 +4,12 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Query, Request, status
 from starlette.responses import Response
 
-from app.api.idempotency import IdempotencyDep
+from app.api.idempotency import DriverIdempotencyDep, IdempotencyDep
 from app.api.problems import problem_responses
 from app.api.responses import model_response, parse_if_match, payment_response
 from app.core.pagination import Keyset, encode_cursor
 from app.dependencies.auth import AdminUser, CurrentUser
-from app.dependencies.services import PaymentServiceDep, payment_reader
+from app.dependencies.services import PaymentCreatorDep, PaymentServiceDep, payment_reader
 from app.repositories.payment_reads import Page, PaymentRow
 from app.schemas.fields import GatewayId, Reference
 from app.schemas.payment import (
@@ -68,10 +68,10 @@ async def get_payment(id: PaymentIdPath, user: CurrentUser, request: Request) ->
     summary="Record a payment (owner: the caller); Idempotency-Key supported",
 )
 async def create_payment(
-    body: PaymentCreate, user: CurrentUser, service: PaymentServiceDep, idempotency: IdempotencyDep
+    body: PaymentCreate, user: CurrentUser, creator: PaymentCreatorDep, idempotency: DriverIdempotencyDep
 ) -> Response:
     async def work() -> Response:
-        return payment_response(await service.create(user, body), status.HTTP_201_CREATED)
+        return payment_response(await creator.create(user, body), status.HTTP_201_CREATED)
 
     return await idempotency.run(work)
 
