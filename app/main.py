@@ -38,7 +38,7 @@ def attach_database(app: FastAPI, engine: AsyncEngine, settings: Settings) -> No
     app.state.db_gate = request_gate(settings)
     app.state.payment_reader = PaymentReader(PaymentReads(driver_connections(engine, settings, app.state.db_gate)))
     app.state.side_driver_connection = driver_connections(engine, settings, gate=None)
-    app.state.transaction_driver_connection = driver_connections(engine, settings, app.state.db_gate, autocommit=False)
+    app.state.transaction_driver_connection = driver_connections(engine, settings, gate=None, autocommit=False)
     POOL.pool = lambda: cast(QueuePool, engine.sync_engine.pool)
 
 

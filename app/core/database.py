@@ -117,7 +117,7 @@ def driver_connections(
     """The pool's own asyncpg connections, for the hottest statements, one per call: reads
     (admitted through the gate), Idempotency-Key claims and releases (gate=None: they run outside
     the request's transaction and must never wait behind a request), and, with autocommit=False,
-    the create route's transaction (see DriverTransaction).
+    the create route's transaction (see DriverTransaction; its dependency passes the gate).
 
     The same pool, connections and settings as everything else (timeouts, statement cache), but the
     query goes straight to the driver: for a one-row SELECT, SQLAlchemy's execution layer (greenlet
@@ -174,9 +174,9 @@ def _check_in(pooled: PoolProxiedConnection, failure: BaseException | None) -> N
 
 class DriverTransaction:
     """The request's transaction on a driver connection, begun on first use like a Session's: no
-    connection is taken (nor the gate passed) until a statement needs one. commit() and rollback()
-    end it; a statement after either begins the next. close() rolls back whatever is still open and
-    hands the connection back."""
+    connection is taken until a statement needs one. commit() and rollback() end it; a statement
+    after either begins the next. close() rolls back whatever is still open and hands the connection
+    back."""
 
     def __init__(self, connect: DriverConnectionFactory) -> None:
         self._connect = connect

@@ -27,19 +27,23 @@ SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 async def get_driver_transaction(request: Request) -> AsyncIterator[DriverTransaction]:
-    """The create route's transaction, on the driver (see PaymentCreator): like get_session, it
-    commits when the endpoint returns and rolls back when it raises, before the response is sent."""
-    transaction = DriverTransaction(request.app.state.transaction_driver_connection)
-    try:
-        yield transaction
-        await transaction.commit()
-    except DomainError:
-        await transaction.close()  # a refusal decided here, not a failed statement: keep the connection
-        raise
-    except BaseException as error:
-        await transaction.close(error)  # the connection may be broken: the pool replaces it
-        raise
-    await transaction.close()
+    """The create route's transaction, on the driver (see PaymentCreator), kept like get_session's:
+    the request passes the gate here, before an Idempotency-Key is claimed (so a key is in flight
+    only while its work can run, never while it waits for a connection); the connection is taken
+    when the first statement needs it; the transaction commits when the endpoint returns and rolls
+    back when it raises, before the response is sent."""
+    async with request.app.state.db_gate:
+        transaction = DriverTransaction(request.app.state.transaction_driver_connection)
+        try:
+            yield transaction
+            await transaction.commit()
+        except BaseException as error:
+            # A refusal (a 4xx decided in Python) leaves the connection healthy; anything else may
+            # not, and the pool replaces the connection.
+            refusal = isinstance(error, DomainError) and error.status_code < 500
+            await transaction.close(None if refusal else error)
+            raise
+        await transaction.close()
 
 
 DriverTransactionDep = Annotated[DriverTransaction, Depends(get_driver_transaction, scope="function")]
