@@ -50,7 +50,7 @@ format: install ## Format and fix imports
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-.PHONY: bench bench-smoke
+.PHONY: bench bench-smoke bench-instructions
 bench: install ## Benchmark vs a bare Starlette+asyncpg baseline with wrk: make bench BENCH_ARGS="--duration 20"
 	$(BIN)/pip install --quiet -r bench/requirements.txt
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
@@ -58,6 +58,10 @@ bench: install ## Benchmark vs a bare Starlette+asyncpg baseline with wrk: make 
 bench-smoke: install ## The benchmark on tiny data, a few seconds per scenario (for CI)
 	$(BIN)/pip install --quiet -r bench/requirements.txt
 	$(BIN)/python -m bench.run --smoke
+
+bench-instructions: install ## Instructions per request (valgrind) for GET by id and create, service vs baseline
+	$(BIN)/pip install --quiet -r bench/requirements.txt
+	$(BIN)/python -m bench.instructions $(BENCH_ARGS)
 
 token: install-dev ## Mint a dev JWT: make token USER=123 [ADMIN=1]
 	@$(BIN)/python -m scripts.mint_token "$(TOKEN_USER)" $(if $(filter 1 true yes,$(ADMIN)),--admin,)
