@@ -1,4 +1,4 @@
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.api.idempotency import request_fingerprint
 from app.core.database import DriverTransaction
 from app.models import IdempotencyKey, IdempotencyState, Payment, PaymentStatus
-from app.repositories.idempotency import IdempotencyRepository
+from app.repositories.idempotency import IdempotencyClaims, IdempotencyRepository
 from app.services.housekeeping import purge_expired_idempotency_keys
 from tests.conftest import TokenFactory, make_payment
 from tests.helpers import assert_problem, payment_count, stored
@@ -317,3 +317,41 @@ async def test_a_failed_commit_of_a_status_change_releases_the_key(
     assert retry.status_code == 200, retry.text
     assert "idempotent-replayed" not in retry.headers
     assert (await stored(db, payment.id)).payment_status is PaymentStatus.PROCESSING  # type: ignore[union-attr]
+
+
+def a_retry_takes_the_key_over_after_each_claim(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After its claim, each request's key is taken over (as a retry does once the lock timed out)."""
+    original_claim = IdempotencyClaims.claim
+
+    async def claim_then_lose_it(self: IdempotencyClaims, *args: Any, **kwargs: Any) -> datetime | None:
+        claimed_at = await original_claim(self, *args, **kwargs)
+        await self.connection.execute(
+            "UPDATE idempotency_keys SET locked_at = locked_at + interval '61 seconds', fingerprint = 'the retry'"
+        )
+        return claimed_at
+
+    monkeypatch.setattr(IdempotencyClaims, "claim", claim_then_lose_it)
+
+
+async def test_a_request_whose_key_was_taken_over_stores_nothing(
+    client: httpx.AsyncClient, auth: TokenFactory, db: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a_retry_takes_the_key_over_after_each_claim(monkeypatch)
+    response = await client.post(PAYMENTS, json=body(), headers=with_key(auth(1), "taken-over"))
+    assert_problem(response, 409, "/idempotency-key-in-flight")
+    assert await payment_count(db) == 0  # its work was rolled back
+    [key] = await keys(db)  # the retry's claim: neither completed nor released by this request
+    assert (key.state, key.fingerprint, key.response_status) == (IdempotencyState.IN_FLIGHT, "the retry", None)
+
+
+async def test_a_status_change_whose_key_was_taken_over_changes_nothing(
+    client: httpx.AsyncClient, auth: TokenFactory, db: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    payment = await make_payment(db, user_id=1, status=PaymentStatus.PENDING)
+    a_retry_takes_the_key_over_after_each_claim(monkeypatch)
+    url = f"{PAYMENTS}{payment.id}/status"
+    response = await client.patch(url, json={"payment_status": "processing"}, headers=with_key(auth(1), "lost"))
+    assert_problem(response, 409, "/idempotency-key-in-flight")
+    assert (await stored(db, payment.id)).payment_status is PaymentStatus.PENDING  # type: ignore[union-attr]
+    [key] = await keys(db)
+    assert (key.state, key.fingerprint) == (IdempotencyState.IN_FLIGHT, "the retry")

@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -91,16 +91,22 @@ class Idempotency:
     async def run(self, work: Callable[[], Awaitable[Response]]) -> Response:
         if self.key is None:
             return await work()
-        replay = await self._claim(self.key)
-        if replay is not None:
-            return replay
+        claim = await self._claim(self.key)
+        if isinstance(claim, Response):
+            return claim
         try:
             try:
                 response = await work()
             except DomainError as error:
                 await self.transaction.rollback()
                 response = render_domain_error(error)
-            await self.transaction.complete(self.user_id, self.key, _stored(response))
+            if not await self.transaction.complete(self.user_id, self.key, claim, _stored(response)):
+                # This request outlived the key's lock timeout and a retry took the key over: that
+                # retry's outcome is the key's, so this one's work is rolled back (below).
+                raise IdempotencyKeyInFlight(
+                    "This request took longer than the Idempotency-Key's lock timeout and a retry took the "
+                    "key over; nothing was stored by this request"
+                )
             # Committed here rather than by the transaction's dependency (where it becomes a no-op):
             # if this commit fails, the key must be released, or retries would get 409 until the
             # lock timeout although nothing was stored.
@@ -108,19 +114,21 @@ class Idempotency:
         except BaseException:
             with suppress(Exception):
                 await self.transaction.rollback()
-            await self._release(self.key)
+            await self._release(self.key, claim)
             raise
         return response
 
-    async def _claim(self, key: str) -> Response | None:
-        """Own the key (None), or answer for it: a replay, or an in-flight / reuse error."""
+    async def _claim(self, key: str) -> Response | datetime:
+        """Own the key (the claim's time, which names the claim), or answer for it: a replay, or
+        an in-flight / reuse error."""
         # One statement in autocommit: committed at once, so racing requests see the claim.
         async with self.connect() as connection:
             repository = IdempotencyClaims(connection)
-            if await repository.claim(
+            claimed_at = await repository.claim(
                 self.user_id, key, self.fingerprint, ttl=self.ttl, lock_timeout=self.lock_timeout
-            ):
-                return None
+            )
+            if claimed_at is not None:
+                return claimed_at
             existing = await repository.get(self.user_id, key)
         if existing is None:  # impossible while the conflicting row is locked; kept for safety
             raise IdempotencyKeyInFlight("A request with this Idempotency-Key is in progress; retry later")
@@ -134,10 +142,10 @@ class Idempotency:
         headers = {**(existing["response_headers"] or {}), REPLAYED_HEADER: "true"}
         return Response(existing["response_body"] or b"", status, headers=headers)
 
-    async def _release(self, key: str) -> None:
+    async def _release(self, key: str, claimed_at: datetime) -> None:
         try:
             async with self.connect() as connection:
-                await IdempotencyClaims(connection).release(self.user_id, key)
+                await IdempotencyClaims(connection).release(self.user_id, key, claimed_at)
         except Exception:  # e.g. the database is down: the key stays in flight until its lock times out
             logger.warning("could not release idempotency key after a failed request", exc_info=True)
 

@@ -49,5 +49,7 @@ class DriverQuery:
     async def fetchval(self, connection: DriverConnection, **values: Any) -> Any:
         return await connection.fetchval(self.sql, *self.arguments(values))
 
-    async def execute(self, connection: DriverConnection, **values: Any) -> None:
-        await connection.execute(self.sql, *self.arguments(values))
+    async def execute(self, connection: DriverConnection, **values: Any) -> str:
+        """The statement's status, e.g. "UPDATE 1"."""
+        status: str = await connection.execute(self.sql, *self.arguments(values))
+        return status

@@ -3,7 +3,7 @@ of racing requests (in any process) owns a key."""
 
 import json
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
 
 from sqlalchemy import CursorResult, Interval, Table, bindparam, delete, func, or_, select, tuple_, update
@@ -28,9 +28,10 @@ _keys = cast(Table, IdempotencyKey.__table__)
 _THIS_KEY = (_keys.c.user_id == bindparam("owner")) & (_keys.c.key == bindparam("key_text"))
 
 
-def _claim_statement() -> ReturningInsert[tuple[int]]:
-    """INSERT the key, or take over an expired or abandoned one; RETURNING a row only when this
-    request now owns the key. Built once (it is on every keyed request)."""
+def _claim_statement() -> ReturningInsert[tuple[datetime]]:
+    """INSERT the key, or take over an expired or abandoned one; RETURNING its locked_at (the
+    claim's time) only when this request now owns the key. Built once (it is on every keyed
+    request)."""
     now = func.now()
     insert_key = insert(_keys).values(
         user_id=bindparam("user_id"),
@@ -55,15 +56,22 @@ def _claim_statement() -> ReturningInsert[tuple[int]]:
             (_keys.c.state == IdempotencyState.IN_FLIGHT)
             & (_keys.c.locked_at <= now - bindparam("lock_timeout", type_=Interval)),
         ),
-    ).returning(_keys.c.user_id)
+    ).returning(_keys.c.locked_at)
 
 
 _CLAIM = _claim_statement()
 _GET = select(*_keys.columns).where(_THIS_KEY)
+# The key, still in flight under this request's claim (its locked_at): after the lock timeout a retry
+# may have taken the key over, and then neither completing nor releasing it is this request's to do.
+_THIS_CLAIM = (
+    _THIS_KEY
+    & (_keys.c.state == IdempotencyState.IN_FLIGHT)
+    & (_keys.c.locked_at == bindparam("claimed_at", type_=_keys.c.locked_at.type))
+)
 # Core statements (not ORM-enabled ones, which would also look for objects to synchronize).
 _COMPLETE = (
     update(_keys)
-    .where(_THIS_KEY)
+    .where(_THIS_CLAIM)
     .values(
         state=IdempotencyState.COMPLETED,
         response_status=bindparam("status", type_=_keys.c.response_status.type),
@@ -71,7 +79,7 @@ _COMPLETE = (
         response_body=bindparam("body", type_=_keys.c.response_body.type),
     )
 )
-_RELEASE = delete(_keys).where(_THIS_KEY, _keys.c.state == IdempotencyState.IN_FLIGHT)
+_RELEASE = delete(_keys).where(_THIS_CLAIM)
 
 
 _DRIVER_CLAIM = DriverQuery.of(_CLAIM)
@@ -88,33 +96,44 @@ class IdempotencyClaims:
     def __init__(self, connection: DriverConnection) -> None:
         self.connection = connection
 
-    async def claim(self, user_id: int, key: str, fingerprint: str, *, ttl: timedelta, lock_timeout: timedelta) -> bool:
-        """Take the key for a new request: True when it was free, expired, or abandoned in flight."""
-        claimed = await _DRIVER_CLAIM.fetchrow(
+    async def claim(
+        self, user_id: int, key: str, fingerprint: str, *, ttl: timedelta, lock_timeout: timedelta
+    ) -> datetime | None:
+        """Take the key for a new request when it is free, expired, or abandoned in flight: the
+        claim's time, which names this claim from then on; None when the key is not free."""
+        claimed: datetime | None = await _DRIVER_CLAIM.fetchval(
             self.connection, user_id=user_id, key=key, fingerprint=fingerprint, ttl=ttl, lock_timeout=lock_timeout
         )
-        return claimed is not None
+        return claimed
 
     async def get(self, user_id: int, key: str) -> dict[str, Any] | None:
         return await _DRIVER_GET.fetchrow(self.connection, owner=user_id, key_text=key)
 
-    async def release(self, user_id: int, key: str) -> None:
-        await _DRIVER_RELEASE.execute(self.connection, owner=user_id, key_text=key)
+    async def release(self, user_id: int, key: str, claimed_at: datetime) -> None:
+        await _DRIVER_RELEASE.execute(self.connection, owner=user_id, key_text=key, claimed_at=claimed_at)
 
 
 class KeyedTransaction(Protocol):
     """The request's transaction as Idempotency-Key handling needs it: the key's response is
     stored in it, so the work and its stored response commit together or not at all."""
 
-    async def complete(self, user_id: int, key: str, response: StoredResponse) -> None: ...
+    async def complete(self, user_id: int, key: str, claimed_at: datetime, response: StoredResponse) -> bool:
+        """Store the response on the key; False when the key is no longer under this claim."""
+        ...
 
     async def commit(self) -> None: ...
 
     async def rollback(self) -> None: ...
 
 
-def _complete_values(user_id: int, key: str, response: StoredResponse) -> dict[str, Any]:
-    return {"owner": user_id, "key_text": key, "status": response.status, "body": response.body}
+def _complete_values(user_id: int, key: str, claimed_at: datetime, response: StoredResponse) -> dict[str, Any]:
+    return {
+        "owner": user_id,
+        "key_text": key,
+        "claimed_at": claimed_at,
+        "status": response.status,
+        "body": response.body,
+    }
 
 
 class DriverKeyedTransaction:
@@ -123,10 +142,11 @@ class DriverKeyedTransaction:
     def __init__(self, transaction: DriverTransaction) -> None:
         self.transaction = transaction
 
-    async def complete(self, user_id: int, key: str, response: StoredResponse) -> None:
+    async def complete(self, user_id: int, key: str, claimed_at: datetime, response: StoredResponse) -> bool:
         connection = await self.transaction.connection()
         headers = json.dumps(response.headers)  # jsonb goes to the driver as JSON text
-        await _DRIVER_COMPLETE.execute(connection, **_complete_values(user_id, key, response), headers=headers)
+        values = _complete_values(user_id, key, claimed_at, response)
+        return await _DRIVER_COMPLETE.execute(connection, **values, headers=headers) == "UPDATE 1"
 
     async def commit(self) -> None:
         await self.transaction.commit()
@@ -141,9 +161,10 @@ class IdempotencyRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def complete(self, user_id: int, key: str, response: StoredResponse) -> None:
-        values = {**_complete_values(user_id, key, response), "headers": response.headers}
-        await self.session.execute(_COMPLETE, values)
+    async def complete(self, user_id: int, key: str, claimed_at: datetime, response: StoredResponse) -> bool:
+        values = {**_complete_values(user_id, key, claimed_at, response), "headers": response.headers}
+        result = await self.session.execute(_COMPLETE, values)
+        return isinstance(result, CursorResult) and result.rowcount == 1
 
     async def commit(self) -> None:
         await self.session.commit()
