@@ -14,7 +14,7 @@ TOKEN_USER := $(if $(filter command line,$(origin USER)),$(USER),)
 .PHONY: help install install-dev run serve migrate test lint format typecheck token db-url db-stop docker-up docker-down clean
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-19s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
