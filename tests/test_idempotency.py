@@ -323,10 +323,15 @@ def a_retry_takes_the_key_over_after_each_claim(monkeypatch: pytest.MonkeyPatch)
     """After its claim, each request's key is taken over (as a retry does once the lock timed out)."""
     original_claim = IdempotencyClaims.claim
 
-    async def claim_then_lose_it(self: IdempotencyClaims, *args: Any, **kwargs: Any) -> datetime | None:
-        claimed_at = await original_claim(self, *args, **kwargs)
+    async def claim_then_lose_it(
+        self: IdempotencyClaims, user_id: int, key: str, *args: Any, **kwargs: Any
+    ) -> datetime | None:
+        claimed_at = await original_claim(self, user_id, key, *args, **kwargs)
         await self.connection.execute(
-            "UPDATE idempotency_keys SET locked_at = locked_at + interval '61 seconds', fingerprint = 'the retry'"
+            "UPDATE idempotency_keys SET locked_at = locked_at + interval '61 seconds', fingerprint = 'the retry' "
+            "WHERE user_id = $1 AND key = $2",
+            user_id,
+            key,
         )
         return claimed_at
 
