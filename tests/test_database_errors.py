@@ -3,7 +3,8 @@
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
-from sqlalchemy import bindparam, column, select, table
+from sqlalchemy import bindparam, column, select, table, update
+from sqlalchemy.dialects.postgresql import JSONB
 
 from app.core.database import is_database_unavailable
 from app.repositories.driver import DriverQuery
@@ -38,6 +39,14 @@ def test_a_statement_compiled_once_binds_by_name_and_keeps_its_literals() -> Non
     query = DriverQuery.of(select(items.c.id).where(items.c.id == bindparam("wanted"), items.c.state == "open"))
     assert query.sql.count("$") == 2
     assert query.arguments({"wanted": 7}) == [7, "open"]
+
+
+def test_json_parameters_are_bound_as_their_json_text() -> None:
+    items = table("items", column("id"), column("data", JSONB))
+    query = DriverQuery.of(update(items).where(items.c.id == bindparam("wanted")).values(data=bindparam("data")))
+    assert query.json_names == {"data"}
+    assert sorted(query.arguments({"wanted": 7, "data": {"a": "b"}}), key=str) == [7, '{"a": "b"}']
+    assert None in query.arguments({"wanted": 7, "data": None})  # SQL NULL, not the JSON text "null"
 
 
 def test_a_statement_with_expanding_parameters_is_refused() -> None:

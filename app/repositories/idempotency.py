@@ -1,7 +1,6 @@
 """Storage of Idempotency-Keys. Claims use INSERT ... ON CONFLICT so that exactly one of any number
 of racing requests (in any process) owns a key."""
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
@@ -144,9 +143,8 @@ class DriverKeyedTransaction:
 
     async def complete(self, user_id: int, key: str, claimed_at: datetime, response: StoredResponse) -> bool:
         connection = await self.transaction.connection()
-        headers = json.dumps(response.headers)  # jsonb goes to the driver as JSON text
         values = _complete_values(user_id, key, claimed_at, response)
-        return await _DRIVER_COMPLETE.execute(connection, **values, headers=headers) == "UPDATE 1"
+        return await _DRIVER_COMPLETE.execute(connection, **values, headers=response.headers) == "UPDATE 1"
 
     async def commit(self) -> None:
         await self.transaction.commit()

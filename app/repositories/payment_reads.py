@@ -5,7 +5,6 @@ SQLAlchemy Core, compiled once to the driver's SQL and run on asyncpg directly (
 list query is compiled once per combination of filters. Rows come back as plain dicts. No HTTP, no
 authorization: callers pass the owner."""
 
-import json
 from dataclasses import dataclass, fields
 from datetime import datetime
 from functools import lru_cache
@@ -47,11 +46,9 @@ class PaymentFilters:
     metadata: dict[str, str] | None = None
 
     def bound_values(self) -> dict[str, Any]:
-        """The filters in use, by name, as the driver takes them (metadata as JSON text for jsonb)."""
+        """The filters in use, by name (an empty metadata filter is none)."""
         values = {name: value for name in _FILTER_NAMES if (value := getattr(self, name)) is not None}
-        if self.metadata:
-            values["metadata"] = json.dumps(self.metadata)
-        else:
+        if not self.metadata:
             values.pop("metadata", None)
         return values
 

@@ -2,7 +2,6 @@
 its session (ORM objects, row locks). No HTTP, no authorization. Reads for GET requests are in
 payment_reads.py."""
 
-import json
 from typing import Any, cast
 
 from sqlalchemy import Result, Select, String, Table, bindparam, func, null, select, update
@@ -92,9 +91,7 @@ class NewPayments:
         """Insert a payment and its creation history row (null -> its status) in one statement; None
         when its payment_id or checkout_session_id is already taken (then nothing is written)."""
         connection = await self.transaction.connection()
-        # jsonb goes to the driver as JSON text
-        parameters = {**values, "metadata": json.dumps(values["metadata"]), "actor": actor, "request_id": request_id}
-        return await _INSERT_WITH_HISTORY.fetchrow(connection, **parameters)
+        return await _INSERT_WITH_HISTORY.fetchrow(connection, **values, actor=actor, request_id=request_id)
 
 
 class PaymentRepository:
