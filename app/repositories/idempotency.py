@@ -131,6 +131,7 @@ def _complete_values(user_id: int, key: str, claimed_at: datetime, response: Sto
         "key_text": key,
         "claimed_at": claimed_at,
         "status": response.status,
+        "headers": response.headers,
         "body": response.body,
     }
 
@@ -144,7 +145,7 @@ class DriverKeyedTransaction:
     async def complete(self, user_id: int, key: str, claimed_at: datetime, response: StoredResponse) -> bool:
         connection = await self.transaction.connection()
         values = _complete_values(user_id, key, claimed_at, response)
-        return await _DRIVER_COMPLETE.execute(connection, **values, headers=response.headers) == "UPDATE 1"
+        return await _DRIVER_COMPLETE.execute(connection, **values) == "UPDATE 1"
 
     async def commit(self) -> None:
         await self.transaction.commit()
@@ -160,8 +161,7 @@ class IdempotencyRepository:
         self.session = session
 
     async def complete(self, user_id: int, key: str, claimed_at: datetime, response: StoredResponse) -> bool:
-        values = {**_complete_values(user_id, key, claimed_at, response), "headers": response.headers}
-        result = await self.session.execute(_COMPLETE, values)
+        result = await self.session.execute(_COMPLETE, _complete_values(user_id, key, claimed_at, response))
         return isinstance(result, CursorResult) and result.rowcount == 1
 
     async def commit(self) -> None:

@@ -115,11 +115,15 @@ class PaymentReads:
         async with self.connect_driver() as connection:
             return await query.fetch(connection, **values)
 
+    async def _driver_row(self, query: DriverQuery, **values: Any) -> dict[str, Any] | None:
+        async with self.connect_driver() as connection:
+            return await query.fetchrow(connection, **values)
+
     async def get(self, payment_id: int) -> PaymentRow | None:
-        return next(iter(await self._driver_rows(_DRIVER_BY_ID, id=payment_id)), None)
+        return await self._driver_row(_DRIVER_BY_ID, id=payment_id)
 
     async def get_by_gateway_id(self, gateway_payment_id: str) -> PaymentRow | None:
-        return next(iter(await self._driver_rows(_DRIVER_BY_GATEWAY_ID, payment_id=gateway_payment_id)), None)
+        return await self._driver_row(_DRIVER_BY_GATEWAY_ID, payment_id=gateway_payment_id)
 
     async def status_history(self, payment_id: int) -> list[dict[str, Any]]:
         return await self._driver_rows(_DRIVER_HISTORY, payment_id=payment_id)
