@@ -1,11 +1,13 @@
 import asyncio
+import uuid
 from logging.config import fileConfig
+from typing import Any
 
 from alembic import context
 from sqlalchemy import Connection, pool
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.core.config import get_settings
-from app.core.database import create_engine
 from app.models import Base
 
 config = context.config
@@ -36,10 +38,19 @@ def do_run_migrations(connection: Connection) -> None:
 
 
 async def run_migrations_online() -> None:
-    # The app's own engine settings (timeouts, and DB_PGBOUNCER's statement handling) on a NullPool.
-    # No 5 s request-sized statement timeout here: a migration may rewrite a big table.
-    settings = get_settings().model_copy(update={"database_url": database_url(), "db_statement_timeout_seconds": 3600})
-    engine = create_engine(settings, poolclass=pool.NullPool)
+    # The service's connect timeout and PgBouncer setting, but not its request-sized statement
+    # timeout: a migration may rewrite a big table. (Migrations are the only code that runs SQL
+    # through SQLAlchemy's engine; the service itself runs its statements on asyncpg.)
+    settings = get_settings()
+    connect_args: dict[str, Any] = {"timeout": settings.db_connect_timeout_seconds}
+    if settings.db_pgbouncer:
+        # PgBouncer in transaction mode: no prepared statements kept between transactions.
+        connect_args |= {
+            "statement_cache_size": 0,
+            "prepared_statement_cache_size": 0,
+            "prepared_statement_name_func": lambda: f"__asyncpg_{uuid.uuid4()}__",
+        }
+    engine = create_async_engine(database_url(), poolclass=pool.NullPool, connect_args=connect_args)
     async with engine.connect() as connection:
         await connection.run_sync(do_run_migrations)
     await engine.dispose()

@@ -3,43 +3,26 @@
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from typing import cast
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.pool import QueuePool
 
 from app.api import meta
 from app.api.middleware import BodySizeLimitMiddleware, RequestObservabilityMiddleware
 from app.api.problems import install_problem_handlers
 from app.api.v1 import routers as api_routers
 from app.core.config import SERVICE_NAME, SERVICE_VERSION, Settings, get_settings
-from app.core.database import (
-    create_engine,
-    create_read_sessionmaker,
-    create_sessionmaker,
-    driver_connections,
-    request_gate,
-)
+from app.core.database import Database
 from app.core.logging import configure_logging
 from app.core.metrics import POOL
 from app.core.security import TokenVerifier
-from app.repositories.payment_reads import PaymentReads
 from app.services.housekeeping import purge_periodically
-from app.services.payments import PaymentReader
 
 
-def attach_database(app: FastAPI, engine: AsyncEngine, settings: Settings) -> None:
-    """What the request dependencies take their sessions and connections from."""
-    app.state.engine = engine
-    app.state.sessionmaker = create_sessionmaker(engine)
-    app.state.read_sessionmaker = create_read_sessionmaker(engine, settings)
-    app.state.db_gate = request_gate(settings)
-    app.state.payment_reader = PaymentReader(PaymentReads(driver_connections(engine, settings, app.state.db_gate)))
-    app.state.side_driver_connection = driver_connections(engine, settings, gate=None)
-    app.state.transaction_driver_connection = driver_connections(engine, settings, gate=None, autocommit=False)
-    POOL.pool = lambda: cast(QueuePool, engine.sync_engine.pool)
+def attach_database(app: FastAPI, database: Database) -> None:
+    """The database every request's unit of work comes from (tests attach their own)."""
+    app.state.database = database
+    POOL.usage = database.pool_usage
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -48,18 +31,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level)
-        engine = create_engine(settings)
-        attach_database(app, engine, settings)
-        purge = asyncio.create_task(
-            purge_periodically(app.state.sessionmaker, settings.idempotency_purge_interval_seconds)
-        )
+        database = await Database.connect(settings)
+        attach_database(app, database)
+        purge = asyncio.create_task(purge_periodically(database, settings.idempotency_purge_interval_seconds))
         try:
             yield
         finally:
             purge.cancel()
             with suppress(asyncio.CancelledError):
                 await purge
-            await engine.dispose()
+            await database.close()
 
     app = FastAPI(
         title=SERVICE_NAME,

@@ -2,7 +2,7 @@
 does not move with the machine's load. (On a shared VM, wrk's req/s for the same code moved by a
 quarter between back-to-back runs; a count of instructions repeats within 1%.)
 
-    python -m bench.instructions              # GET by id and create, service and baseline
+    python -m bench.instructions              # GET by id, list, create and PATCH status, service and baseline
     make bench-instructions
 
 Each app is called as an ASGI app in one process, one request after another (no uvicorn, no HTTP
@@ -31,6 +31,8 @@ from typing import Any
 
 from bench.run import (
     BENCH_USER,
+    LIST_STATUS_FILTER,
+    PAGE_SIZE,
     DataShape,
     load_data,
     log,
@@ -41,7 +43,7 @@ from bench.run import (
 )
 
 DATABASE_NAME = "payment_bench_instructions"
-SCENARIOS = ("get_by_id", "create")
+SCENARIOS = ("get_by_id", "list", "create", "patch_status")
 APPS = ("service", "baseline")
 FEW, MANY = 100, 300  # requests per counted run (under valgrind a request is ~50x slower)
 _REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
@@ -49,7 +51,8 @@ _REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 Message = dict[str, Any]
 
 
-async def _call(app: Any, method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> int:
+async def _call(app: Any, method: str, target: str, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> int:
+    path, _, query = target.partition("?")
     scope = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -58,7 +61,7 @@ async def _call(app: Any, method: str, path: str, headers: list[tuple[bytes, byt
         "scheme": "http",
         "path": path,
         "raw_path": path.encode(),
-        "query_string": b"",
+        "query_string": query.encode(),
         "root_path": "",
         "headers": [(b"host", b"bench"), *headers],
         "client": ("127.0.0.1", 50000),
@@ -103,12 +106,30 @@ async def _requests(app_name: str, scenario: str, count: int) -> None:
     dsn = os.environ["DATABASE_URL"].replace("postgresql+asyncpg://", "postgresql://", 1)
     connection = await asyncpg.connect(dsn)
     ids = [row["id"] for row in await connection.fetch("SELECT id FROM payments WHERE user_id = $1", BENCH_USER)]
+    # PATCH status toggles the caller's failed and pending payments (both moves are legal).
+    toggled = {
+        row["id"]: row["payment_status"]
+        for row in await connection.fetch(
+            "SELECT id, payment_status::text FROM payments WHERE user_id = $1 AND payment_status IN "
+            "('failed', 'pending') ORDER BY id LIMIT 50",
+            BENCH_USER,
+        )
+    }
     await connection.close()
     run = uuid.uuid4().hex[:12]
 
     async def one(number: int) -> int:
         if scenario == "get_by_id":
             return await _call(app, "GET", f"/api/v1/payments/{ids[number % len(ids)]}", caller)
+        if scenario == "list":
+            target = f"/api/v1/payments/?payment_status={LIST_STATUS_FILTER}&size={PAGE_SIZE}"
+            return await _call(app, "GET", target, caller)
+        if scenario == "patch_status":
+            payment = list(toggled)[number % len(toggled)]
+            toggled[payment] = "pending" if toggled[payment] == "failed" else "failed"
+            body = json.dumps({"payment_status": toggled[payment]}).encode()
+            json_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            return await _call(app, "PATCH", f"/api/v1/payments/{payment}/status", caller + json_headers, body)
         body = json.dumps(
             {
                 "payment_id": f"pi_instr_{run}_{number}",

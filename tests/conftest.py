@@ -1,6 +1,5 @@
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -14,15 +13,14 @@ from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
+    create_async_engine,
 )
 
 from app.core.config import Settings
-from app.core.database import create_engine, request_gate
+from app.core.database import Connection, Database, set_up_connection
 from app.core.security import ADMIN_ROLE, create_access_token
-from app.main import create_app
+from app.main import attach_database, create_app
 from app.models import Payment, PaymentProvider, PaymentStatus
-from app.repositories.payment_reads import PaymentReads
-from app.services.payments import PaymentReader
 from tests import databases
 from tests.pgbouncer import pgbouncer_in_front_of
 
@@ -69,8 +67,10 @@ def settings(database_url: str) -> Settings:
 
 @pytest.fixture(scope="session")
 async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    """Built like the app's engine, so the tests use the same connection settings (PgBouncer mode too)."""
-    engine = create_engine(settings)
+    """SQLAlchemy's engine, for the tests' own arranging and checking (the ORM models)."""
+    assert settings.database_url is not None
+    connect_args = {"statement_cache_size": 0, "prepared_statement_cache_size": 0} if VIA_PGBOUNCER else {}
+    engine = create_async_engine(settings.database_url, connect_args=connect_args)
     yield engine
     await engine.dispose()
 
@@ -108,39 +108,45 @@ def app(settings: Settings) -> FastAPI:
 
 @pytest.fixture
 async def driver_connection(connection: AsyncConnection) -> Any:
-    """The asyncpg connection under `connection` (for the statements the app runs on the driver)."""
-    # SQLAlchemy sends the outer transaction's BEGIN with its first statement: send it now, or the
-    # driver's statements before it would run in autocommit and outlive the test.
+    """The asyncpg connection under `connection`, set up as the app's pool sets up its own."""
+    # SQLAlchemy sends the outer transaction's BEGIN with its first statement: send it now, so the
+    # app's units of work run in savepoints of it and are rolled back with the test.
     await connection.exec_driver_sql("SELECT 1")
-    return (await connection.get_raw_connection()).driver_connection
+    raw = (await connection.get_raw_connection()).driver_connection
+    await set_up_connection(raw)
+    return raw
 
 
-def attach_test_connection(
-    app: FastAPI,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    connection: AsyncConnection,
-    driver_connection: Any,
-    settings: Settings,
-) -> None:
-    """Every session and connection the app takes is the test's one connection (in its outer
-    transaction), so the app sees the test's data and everything is rolled back afterwards."""
-    app.state.sessionmaker = sessionmaker
-    app.state.read_sessionmaker = sessionmaker
-    app.state.payment_reader = PaymentReader(PaymentReads(lambda: nullcontext(driver_connection)))
-    app.state.side_driver_connection = lambda: nullcontext(driver_connection)
-    app.state.transaction_driver_connection = lambda: nullcontext(driver_connection)
-    app.state.db_gate = request_gate(settings)
+class TestConnectionSource:
+    """The test's one connection, inside the transaction the test rolls back: every unit of work
+    runs in a savepoint of it, so the app sees the test's data and the test sees the app's."""
+
+    always_in_transaction = True
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    async def acquire(self) -> Connection:
+        return self.connection
+
+    async def release(self, connection: Connection, *, failed: bool, transaction: Any) -> None:
+        if transaction is not None:  # a failed unit's savepoint: the test's transaction goes on
+            await transaction.rollback()
 
 
 @pytest.fixture
-async def client(
-    app: FastAPI,
-    sessionmaker: async_sessionmaker[AsyncSession],
-    connection: AsyncConnection,
-    driver_connection: Any,
-    settings: Settings,
-) -> AsyncIterator[httpx.AsyncClient]:
-    attach_test_connection(app, sessionmaker, connection, driver_connection, settings)
+def test_database(driver_connection: Any, settings: Settings) -> Database:
+    """The app's Database on the test's connection (for calling repositories and services)."""
+    return Database(TestConnectionSource(driver_connection), settings)
+
+
+def attach_test_connection(app: FastAPI, driver_connection: Any, settings: Settings) -> None:
+    attach_database(app, Database(TestConnectionSource(driver_connection), settings))
+
+
+@pytest.fixture
+async def client(app: FastAPI, driver_connection: Any, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    attach_test_connection(app, driver_connection, settings)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client

@@ -16,7 +16,6 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import SecretStr, ValidationError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from app.core.config import Settings
 from app.main import create_app
@@ -55,18 +54,13 @@ def hs256_signed_with(secret: bytes, payload: dict[str, Any]) -> str:
 
 
 @pytest.fixture
-def make_client(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    connection: AsyncConnection,
-    driver_connection: Any,
-    database_url: str,
-) -> Any:
+def make_client(driver_connection: Any, database_url: str) -> Any:
     """make_client(**settings) -> an httpx client for an app configured with those settings."""
 
     def make(**overrides: Any) -> httpx.AsyncClient:
         settings = Settings(environment="test", database_url=database_url, _env_file=None, **overrides)
         app = create_app(settings)
-        attach_test_connection(app, sessionmaker, connection, driver_connection, settings)
+        attach_test_connection(app, driver_connection, settings)
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
 
     return make

@@ -32,7 +32,7 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://u:p@h:5432/d")
     settings = Settings(_env_file=None)
     assert settings.allowed_origins == ["https://a.example", "https://b.example"]
-    assert (settings.db_pool_size, settings.db_max_overflow) == (5, 20)
+    assert (settings.db_pool_size, settings.db_max_overflow) == (5, 10)
     assert settings.database_url == "postgresql+asyncpg://u:p@h:5432/d"
 
 

@@ -6,8 +6,7 @@ import pytest
 from sqlalchemy import bindparam, column, select, table, update
 from sqlalchemy.dialects.postgresql import JSONB
 
-from app.core.database import is_database_unavailable
-from app.repositories.driver import DriverQuery
+from app.core.database import DatabaseBusy, Statement, is_database_unavailable
 
 
 def postgres_error(sqlstate: str) -> Exception:
@@ -26,7 +25,17 @@ def postgres_error(sqlstate: str) -> Exception:
         (ConnectionResetError(), True),
         (postgres_error("22021"), False),  # bad input that should have been refused earlier: a bug
         (postgres_error("23505"), False),  # unique violation
-        (asyncpg.InterfaceError("cannot perform operation: another operation is in progress"), False),
+        # A connection whose protocol a failure left mid-operation (never reused, but the request
+        # that meets it gets a 503 and retries).
+        (asyncpg.InterfaceError("cannot perform operation: another operation is in progress"), True),
+        (
+            asyncpg.exceptions.InternalClientError("cannot switch to state 15; another operation (2) is in progress"),
+            True,
+        ),
+        (asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation"), True),
+        (DatabaseBusy("no database connection became free in time"), True),
+        (postgres_error("55P03"), True),  # lock timeout
+        (postgres_error("53200"), True),  # out of memory
         (asyncpg.exceptions.DataError("invalid input for query argument $1"), False),
     ],
 )
@@ -36,20 +45,20 @@ def test_driver_errors_are_unavailable_only_when_the_database_is(error: Exceptio
 
 def test_a_statement_compiled_once_binds_by_name_and_keeps_its_literals() -> None:
     items = table("items", column("id"), column("state"))
-    query = DriverQuery.of(select(items.c.id).where(items.c.id == bindparam("wanted"), items.c.state == "open"))
+    query = Statement.of(select(items.c.id).where(items.c.id == bindparam("wanted"), items.c.state == "open"))
     assert query.sql.count("$") == 2
     assert query.arguments({"wanted": 7}) == [7, "open"]
 
 
 def test_json_parameters_are_bound_as_their_json_text() -> None:
     items = table("items", column("id"), column("data", JSONB))
-    query = DriverQuery.of(update(items).where(items.c.id == bindparam("wanted")).values(data=bindparam("data")))
+    query = Statement.of(update(items).where(items.c.id == bindparam("wanted")).values(data=bindparam("data")))
     assert query.json_names == {"data"}
-    assert sorted(query.arguments({"wanted": 7, "data": {"a": "b"}}), key=str) == [7, '{"a": "b"}']
+    assert sorted(query.arguments({"wanted": 7, "data": {"a": "b"}}), key=str) == [7, '{"a":"b"}']
     assert None in query.arguments({"wanted": 7, "data": None})  # SQL NULL, not the JSON text "null"
 
 
 def test_a_statement_with_expanding_parameters_is_refused() -> None:
     items = table("items", column("id"))
     with pytest.raises(ValueError, match="expanding"):
-        DriverQuery.of(select(items.c.id).where(items.c.id.in_(bindparam("ids", expanding=True))))
+        Statement.of(select(items.c.id).where(items.c.id.in_(bindparam("ids", expanding=True))))

@@ -1,15 +1,16 @@
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.idempotency import request_fingerprint
-from app.core.database import DriverTransaction
+from app.core.database import Database, Statement
 from app.models import IdempotencyKey, IdempotencyState, Payment, PaymentStatus
-from app.repositories.idempotency import IdempotencyClaims, IdempotencyRepository
+from app.repositories.idempotency import Claim, IdempotencyKeys
+from app.repositories.payments import Payments
 from app.services.housekeeping import purge_expired_idempotency_keys
 from tests.conftest import TokenFactory, make_payment
 from tests.helpers import assert_problem, payment_count, stored
@@ -204,7 +205,7 @@ async def test_an_expired_key_runs_the_request_again(
     assert "idempotent-replayed" not in rerun.headers
 
 
-async def test_purge_deletes_only_expired_keys(db: AsyncSession) -> None:
+async def test_purge_deletes_only_expired_keys(db: AsyncSession, test_database: Database) -> None:
     for number, lifetime in enumerate([-10, -1, 60]):
         db.add(
             IdempotencyKey(
@@ -216,7 +217,7 @@ async def test_purge_deletes_only_expired_keys(db: AsyncSession) -> None:
             )
         )
     await db.flush()
-    assert await IdempotencyRepository(db).purge_expired() == 2
+    assert await IdempotencyKeys(test_database.unit_of_work()).purge_expired() == 2
     assert [key.key for key in await keys(db)] == ["k2"]
 
 
@@ -246,8 +247,16 @@ async def test_two_key_headers_are_400(client: httpx.AsyncClient, auth: TokenFac
 
 
 async def test_housekeeping_purges_every_expired_batch(
-    db: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession]
+    db: AsyncSession, test_database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    original_purge = IdempotencyKeys.purge_expired
+    batches: list[int] = []
+
+    async def in_batches_of_two(self: IdempotencyKeys, batch_size: int = 1000) -> int:
+        batches.append(await original_purge(self, batch_size=2))
+        return batches[-1]
+
+    monkeypatch.setattr(IdempotencyKeys, "purge_expired", in_batches_of_two)
     for number in range(5):
         db.add(
             IdempotencyKey(
@@ -268,23 +277,24 @@ async def test_housekeeping_purges_every_expired_batch(
         )
     )
     await db.commit()
-    assert await purge_expired_idempotency_keys(sessionmaker) == 5
+    assert await purge_expired_idempotency_keys(test_database) == 5
+    assert batches == [2, 2, 1, 0]
     assert [key.key for key in await keys(db)] == ["fresh"]
 
 
-async def test_a_failed_commit_releases_the_key_so_a_retry_runs(
+async def test_a_create_whose_statement_fails_releases_the_key_so_a_retry_runs(
     client: httpx.AsyncClient, auth: TokenFactory, db: AsyncSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    original_commit = DriverTransaction.commit  # create's transaction is on the driver
+    original_insert = Payments.insert_completing_key  # create's one statement: payment, history, key
     failures = iter([True])
 
-    async def commit_failing_once(self: DriverTransaction) -> None:
+    async def insert_failing_once(self: Payments, *args: Any, **kwargs: Any) -> Any:
         if next(failures, False):
-            raise OSError("connection lost during COMMIT")
-        await original_commit(self)
+            raise OSError("connection lost")
+        return await original_insert(self, *args, **kwargs)
 
-    monkeypatch.setattr(DriverTransaction, "commit", commit_failing_once)
-    headers = with_key(auth(1), "commit-fails")
+    monkeypatch.setattr(Payments, "insert_completing_key", insert_failing_once)
+    headers = with_key(auth(1), "insert-fails")
     assert_problem(await client.post(PAYMENTS, json=body(), headers=headers), 503, "/database-unavailable")
     assert await keys(db) == []
     assert await payment_count(db) == 0
@@ -298,15 +308,16 @@ async def test_a_failed_commit_of_a_status_change_releases_the_key(
     client: httpx.AsyncClient, auth: TokenFactory, db: AsyncSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     payment = await make_payment(db, user_id=1, status=PaymentStatus.PENDING)
-    original_commit = AsyncSession.commit  # status changes run on the request's session
+    original_complete = IdempotencyKeys.complete  # the last statement before the status change's COMMIT
     failures = iter([True])
 
-    async def commit_failing_once(self: AsyncSession) -> None:
-        if self is not db and next(failures, False):
-            raise OSError("connection lost during COMMIT")
-        await original_commit(self)
+    async def complete_then_lose_the_connection(self: IdempotencyKeys, completion: Any) -> bool:
+        completed = await original_complete(self, completion)
+        if next(failures, False):
+            raise OSError("connection lost before COMMIT")
+        return completed
 
-    monkeypatch.setattr(AsyncSession, "commit", commit_failing_once)
+    monkeypatch.setattr(IdempotencyKeys, "complete", complete_then_lose_the_connection)
     headers = with_key(auth(1), "status-commit-fails")
     url = f"{PAYMENTS}{payment.id}/status"
     response = await client.patch(url, json={"payment_status": "processing"}, headers=headers)
@@ -319,23 +330,26 @@ async def test_a_failed_commit_of_a_status_change_releases_the_key(
     assert (await stored(db, payment.id)).payment_status is PaymentStatus.PROCESSING  # type: ignore[union-attr]
 
 
+_TAKE_OVER = Statement.of(
+    text(
+        "UPDATE idempotency_keys SET locked_at = locked_at + interval '61 seconds', fingerprint = 'the retry' "
+        "WHERE user_id = :user_id AND key = :key"
+    )
+)
+
+
 def a_retry_takes_the_key_over_after_each_claim(monkeypatch: pytest.MonkeyPatch) -> None:
     """After its claim, each request's key is taken over (as a retry does once the lock timed out)."""
-    original_claim = IdempotencyClaims.claim
+    original_claim = IdempotencyKeys.claim
 
     async def claim_then_lose_it(
-        self: IdempotencyClaims, user_id: int, key: str, *args: Any, **kwargs: Any
-    ) -> datetime | None:
-        claimed_at = await original_claim(self, user_id, key, *args, **kwargs)
-        await self.connection.execute(
-            "UPDATE idempotency_keys SET locked_at = locked_at + interval '61 seconds', fingerprint = 'the retry' "
-            "WHERE user_id = $1 AND key = $2",
-            user_id,
-            key,
-        )
-        return claimed_at
+        self: IdempotencyKeys, user_id: int, key: str, *args: Any, **kwargs: Any
+    ) -> Claim | None:
+        claim = await original_claim(self, user_id, key, *args, **kwargs)
+        await self.uow.execute(_TAKE_OVER, user_id=user_id, key=key)
+        return claim
 
-    monkeypatch.setattr(IdempotencyClaims, "claim", claim_then_lose_it)
+    monkeypatch.setattr(IdempotencyKeys, "claim", claim_then_lose_it)
 
 
 async def test_a_request_whose_key_was_taken_over_stores_nothing(

@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
-from app.core.database import create_engine
+from app.core.database import Database
 from app.main import attach_database, create_app
 from tests.conftest import TokenFactory
 from tests.helpers import assert_problem, payment_count
@@ -67,10 +67,10 @@ async def app_without_database(settings: Settings) -> AsyncIterator[FastAPI]:
         }
     )
     app = create_app(dead)
-    engine = create_engine(dead)
-    attach_database(app, engine, dead)
+    database = await Database.connect(dead)
+    attach_database(app, database)
     yield app
-    await engine.dispose()
+    await database.close()
 
 
 @pytest.mark.parametrize(

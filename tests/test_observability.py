@@ -7,12 +7,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
-from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.pool import QueuePool
 
 from app.core.config import Settings
+from app.core.database import Database
 from app.core.logging import JsonFormatter, request_id_var
 from app.core.metrics import POOL, REGISTRY
+from app.repositories.health import database_answers
 from tests.conftest import TokenFactory, make_payment
 
 PAYMENTS = "/api/v1/payments/"
@@ -143,11 +143,17 @@ async def test_metrics_can_require_a_token(client: httpx.AsyncClient, settings_o
     assert (await client.get("/metrics", headers={"Authorization": "Bearer scrape-me"})).status_code == 200
 
 
-async def test_pool_usage_is_exported(engine: AsyncEngine, settings: Settings) -> None:
-    POOL.pool = lambda: engine.sync_engine.pool if isinstance(engine.sync_engine.pool, QueuePool) else None
+async def test_pool_usage_is_exported(settings: Settings) -> None:
+    database = await Database.connect(settings)
+    POOL.usage = database.pool_usage
     try:
-        async with engine.connect():
-            assert sample("db_pool_checked_out", {}) >= 1
-        assert sample("db_pool_size", {}) == settings.db_pool_size
+        uow = database.unit_of_work()
+        async with uow.transaction():
+            assert await database_answers(uow)
+            assert (sample("db_pool_checked_out", {}), sample("db_pool_size", {})) == (1, 1)
+        assert (sample("db_pool_checked_out", {}), sample("db_pool_idle", {})) == (0, 1)
+        assert sample("db_pool_max", {}) == settings.db_pool_size + settings.db_max_overflow
+        assert sample("db_gate_waiting", {}) == 0
     finally:
-        POOL.pool = lambda: None
+        POOL.usage = lambda: None
+        await database.close()

@@ -1,9 +1,10 @@
 """Idempotency-Key handling (IETF draft "The Idempotency-Key HTTP Header Field", Stripe's rules).
 
-1. The key is claimed in its own short transaction, committed at once, so a racing request with
-   the same key (in any process) sees it: in flight -> 409, other request -> 422, done -> replay.
-2. The work runs in the request's transaction, and the response is stored on the key in that same
-   transaction: the payment and its stored response commit together or not at all.
+1. The key is claimed in its own statement, committed at once (apart from the request's unit of
+   work, through the same statement runner), so a racing request with the same key, in any
+   process, sees it: in flight -> 409, other request -> 422, done -> replay.
+2. The work and the response stored on the key commit together or not at all: in the request's
+   transaction, or, for a create, in the one statement that inserts the payment.
 3. A domain error (4xx) rolls the work back and stores the error response; any other failure
    releases the key so a retry can run.
 """
@@ -12,7 +13,6 @@ import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from contextlib import suppress
 from datetime import datetime, timedelta
 from typing import Annotated
 
@@ -20,27 +20,27 @@ from fastapi import Depends, Header, Request
 from starlette.responses import Response
 
 from app.api.problems import render_domain_error
-from app.core.config import Settings
-from app.core.database import DriverConnectionFactory
-from app.core.errors import DomainError, IdempotencyKeyInFlight, IdempotencyKeyReused, InvalidIdempotencyKey
-from app.core.security import Principal
+from app.api.responses import payment_response
+from app.core.database import UnitOfWork
+from app.core.errors import (
+    KEY_TAKEN_OVER,
+    DomainError,
+    IdempotencyKeyInFlight,
+    IdempotencyKeyReused,
+    InvalidIdempotencyKey,
+)
 from app.dependencies.auth import CurrentUser
-from app.dependencies.database import DriverTransactionDep, SessionDep
+from app.dependencies.database import UnitOfWorkDep
 from app.models import IdempotencyState
 from app.models.idempotency import IDEMPOTENCY_KEY_LENGTH
-from app.repositories.idempotency import (
-    DriverKeyedTransaction,
-    IdempotencyClaims,
-    IdempotencyRepository,
-    KeyedTransaction,
-    StoredResponse,
-)
+from app.repositories.idempotency import Claim, IdempotencyKeys, KeyCompletion, StoredResponse
+from app.schemas.payment import PaymentRecord
 
 logger = logging.getLogger(__name__)
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 # Response headers worth replaying along with the body.
-_STORED_HEADERS = ("content-type", "etag")
+_STORED_HEADERS = ("content-type", "etag", "location")
 
 
 def parse_idempotency_key(values: list[str]) -> str | None:
@@ -64,72 +64,112 @@ def request_fingerprint(method: str, path: str, body: bytes) -> str:
     return hashlib.sha256(b"\n".join([method.encode(), path.encode(), canonical])).hexdigest()
 
 
-def _stored(response: Response) -> StoredResponse:
+def stored(response: Response) -> StoredResponse:
     headers = {name: response.headers[name] for name in _STORED_HEADERS if name in response.headers}
     return StoredResponse(status=response.status_code, headers=headers, body=bytes(response.body))
 
 
 class Idempotency:
+    """The request's Idempotency-Key, if it sent one, around the work that answers it."""
+
     def __init__(
         self,
         *,
         key: str | None,
         user_id: int,
         fingerprint: str,
-        transaction: KeyedTransaction,
-        connect: DriverConnectionFactory,
-        settings: Settings,
+        uow: UnitOfWork,
+        ttl: timedelta,
+        lock_timeout: timedelta,
+        for_new_payment: bool = False,
     ) -> None:
         self.key = key
         self.user_id = user_id
         self.fingerprint = fingerprint
-        self.transaction = transaction
-        self.connect = connect
-        self.ttl = timedelta(seconds=settings.idempotency_key_ttl_seconds)
-        self.lock_timeout = timedelta(seconds=settings.idempotency_lock_timeout_seconds)
+        self.uow = uow
+        self.ttl = ttl
+        self.lock_timeout = lock_timeout
+        # A create reserves its payment's id with the claim and stores its response in its insert.
+        self.for_new_payment = for_new_payment
+        self._claim: Claim | None = None
+        self._stored: Response | None = None  # the response stored on the key
 
     async def run(self, work: Callable[[], Awaitable[Response]]) -> Response:
         if self.key is None:
             return await work()
-        claim = await self._claim(self.key)
+        claim = await self._claim_key(self.key)
         if isinstance(claim, Response):
             return claim
+        self._claim = claim
+        keys = IdempotencyKeys(self.uow)
         try:
             try:
-                response = await work()
-            except DomainError as error:
-                await self.transaction.rollback()
+                if self.for_new_payment:
+                    response = await work()  # one statement: the payment, its history, the key's response
+                else:
+                    async with self.uow.transaction():  # the work and the key's response commit together
+                        response = await work()
+                        await self._complete(keys, response)
+            except IdempotencyKeyInFlight:
+                raise  # this request lost its key to a retry: it stores nothing
+            except DomainError as error:  # refused: the work is rolled back, the refusal is the answer
+                self._stored = None
                 response = render_domain_error(error)
-            if not await self.transaction.complete(self.user_id, self.key, claim, _stored(response)):
-                # This request outlived the key's lock timeout and a retry took the key over: that
-                # retry's outcome is the key's, so this one's work is rolled back (below).
-                raise IdempotencyKeyInFlight(
-                    "This request took longer than the Idempotency-Key's lock timeout and a retry took the "
-                    "key over; nothing was stored by this request"
-                )
-            # Committed here rather than by the transaction's dependency (where it becomes a no-op):
-            # if this commit fails, the key must be released, or retries would get 409 until the
-            # lock timeout although nothing was stored.
-            await self.transaction.commit()
+            if self._stored is None:
+                await self._complete(keys, response)
         except BaseException:
-            with suppress(Exception):
-                await self.transaction.rollback()
-            await self._release(self.key, claim)
+            await self._release(claim)
             raise
         return response
 
-    async def _claim(self, key: str) -> Response | datetime:
-        """Own the key (the claim's time, which names the claim), or answer for it: a replay, or
-        an in-flight / reuse error."""
-        # One statement in autocommit: committed at once, so racing requests see the claim.
-        async with self.connect() as connection:
-            repository = IdempotencyClaims(connection)
-            claimed_at = await repository.claim(
-                self.user_id, key, self.fingerprint, ttl=self.ttl, lock_timeout=self.lock_timeout
-            )
-            if claimed_at is not None:
-                return claimed_at
-            existing = await repository.get(self.user_id, key)
+    async def _complete(self, keys: IdempotencyKeys, response: Response) -> None:
+        if not await keys.complete(KeyCompletion(self._owned_claim(), stored(response))):
+            # This request outlived the key's lock timeout and a retry took the key over: that
+            # retry's outcome is the key's, so this one's work is rolled back.
+            raise IdempotencyKeyInFlight(KEY_TAKEN_OVER)
+        self._stored = response
+
+    # -- NewPaymentKey (app/services/payments.py): the create's response, stored by its insert --
+
+    def new_payment_key(self) -> "Idempotency | None":
+        return self if self._claim is not None and self.for_new_payment else None
+
+    def reserved(self) -> tuple[int, datetime]:
+        claim = self._owned_claim()
+        if claim.payment_id is None:
+            raise LookupError("this Idempotency-Key was claimed without reserving a payment id")
+        return claim.payment_id, claim.claimed_at
+
+    def completion(self, payment: PaymentRecord) -> KeyCompletion:
+        response = payment_response(payment, 201)
+        self._stored = response
+        return KeyCompletion(self._owned_claim(), stored(response))
+
+    def stored_response(self) -> Response | None:
+        """The response the work stored on the key (the create's), to send as it was stored."""
+        return self._stored
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _owned_claim(self) -> Claim:
+        if self._claim is None:
+            raise LookupError("no Idempotency-Key is claimed by this request")
+        return self._claim
+
+    async def _claim_key(self, key: str) -> Response | Claim:
+        """Own the key, or answer for it: a replay, or an in-flight / reuse error."""
+        keys = IdempotencyKeys(self.uow.apart())  # committed at once, so racing requests see it
+        claim = await keys.claim(
+            self.user_id,
+            key,
+            self.fingerprint,
+            ttl=self.ttl,
+            lock_timeout=self.lock_timeout,
+            reserve_payment_id=self.for_new_payment,
+        )
+        existing = None if claim is not None else await keys.get(self.user_id, key)
+        if claim is not None:
+            return claim
         if existing is None:  # impossible while the conflicting row is locked; kept for safety
             raise IdempotencyKeyInFlight("A request with this Idempotency-Key is in progress; retry later")
         if existing["fingerprint"] != self.fingerprint:
@@ -142,10 +182,9 @@ class Idempotency:
         headers = {**(existing["response_headers"] or {}), REPLAYED_HEADER: "true"}
         return Response(existing["response_body"] or b"", status, headers=headers)
 
-    async def _release(self, key: str, claimed_at: datetime) -> None:
+    async def _release(self, claim: Claim) -> None:
         try:
-            async with self.connect() as connection:
-                await IdempotencyClaims(connection).release(self.user_id, key, claimed_at)
+            await IdempotencyKeys(self.uow.apart()).release(claim)
         except Exception:  # e.g. the database is down: the key stays in flight until its lock times out
             logger.warning("could not release idempotency key after a failed request", exc_info=True)
 
@@ -160,34 +199,33 @@ IdempotencyKeyHeader = Annotated[
 ]
 
 
-async def _idempotency(request: Request, principal: Principal, transaction: KeyedTransaction) -> Idempotency:
+async def _idempotency(
+    request: Request, principal: CurrentUser, uow: UnitOfWorkDep, *, for_new_payment: bool
+) -> Idempotency:
     key = parse_idempotency_key(request.headers.getlist("idempotency-key"))
+    settings = request.app.state.settings
     return Idempotency(
         key=key,
         user_id=principal.user_id,
         fingerprint=request_fingerprint(request.method, request.url.path, await request.body()) if key else "",
-        transaction=transaction,
-        connect=request.app.state.side_driver_connection,
-        settings=request.app.state.settings,
+        uow=uow,
+        ttl=timedelta(seconds=settings.idempotency_key_ttl_seconds),
+        lock_timeout=timedelta(seconds=settings.idempotency_lock_timeout_seconds),
+        for_new_payment=for_new_payment,
     )
 
 
 async def get_idempotency(
-    request: Request, principal: CurrentUser, session: SessionDep, idempotency_key: IdempotencyKeyHeader = None
+    request: Request, principal: CurrentUser, uow: UnitOfWorkDep, idempotency_key: IdempotencyKeyHeader = None
 ) -> Idempotency:
-    """For routes whose work runs on the request's session."""
-    return await _idempotency(request, principal, IdempotencyRepository(session))
+    return await _idempotency(request, principal, uow, for_new_payment=False)
 
 
-async def get_driver_idempotency(
-    request: Request,
-    principal: CurrentUser,
-    transaction: DriverTransactionDep,
-    idempotency_key: IdempotencyKeyHeader = None,
+async def get_new_payment_idempotency(
+    request: Request, principal: CurrentUser, uow: UnitOfWorkDep, idempotency_key: IdempotencyKeyHeader = None
 ) -> Idempotency:
-    """For routes whose work runs on a driver transaction (create)."""
-    return await _idempotency(request, principal, DriverKeyedTransaction(transaction))
+    return await _idempotency(request, principal, uow, for_new_payment=True)
 
 
 IdempotencyDep = Annotated[Idempotency, Depends(get_idempotency)]
-DriverIdempotencyDep = Annotated[Idempotency, Depends(get_driver_idempotency)]
+NewPaymentIdempotencyDep = Annotated[Idempotency, Depends(get_new_payment_idempotency)]

@@ -1,6 +1,5 @@
 """Unauthenticated routes: service info, health, and the self-hosted API docs."""
 
-import asyncio
 import hmac
 from importlib.resources import files
 from typing import Literal
@@ -11,14 +10,14 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
-from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.problems import problem_responses
 from app.core.config import SERVICE_NAME, SERVICE_VERSION
-from app.core.database import is_database_unavailable
-from app.core.errors import DatabaseUnavailable, NotAuthenticated
+from app.core.errors import NotAuthenticated
 from app.core.metrics import REGISTRY
+from app.dependencies.database import UnitOfWorkDep
+from app.repositories.health import database_answers
 
 # Swagger UI and ReDoc bundles ship inside the fastapi-offline wheel, so /docs works with no CDN.
 DOCS_ASSETS_URL = "/docs-assets"
@@ -61,18 +60,13 @@ class Readiness(BaseModel):
     "/health/ready",
     response_model=Readiness,
     tags=["meta"],
-    summary="Readiness: the database answers (503 problem when it does not)",
+    summary="Readiness: a request is admitted to the database and it answers (503 problem when not)",
     responses=problem_responses(503),
 )
-async def ready(request: Request) -> Readiness:
-    settings = request.app.state.settings
-    try:
-        async with request.app.state.read_sessionmaker() as session:
-            await asyncio.wait_for(session.execute(text("SELECT 1")), settings.db_connect_timeout_seconds + 1)
-    except Exception as exc:
-        if not is_database_unavailable(exc):
-            raise
-        raise DatabaseUnavailable("The database does not answer") from exc
+async def ready(uow: UnitOfWorkDep) -> Readiness:
+    # Through the same gate as every request: a replica whose connections are all taken for longer
+    # than DB_POOL_TIMEOUT_SECONDS is not ready either.
+    await database_answers(uow)
     return Readiness(status="ready")
 
 

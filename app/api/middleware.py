@@ -1,6 +1,7 @@
 """One pure-ASGI middleware for what every request needs: its X-Request-ID, one structured log
 line, and its metrics. (Pure ASGI: BaseHTTPMiddleware would cost a task and a stream per request.)"""
 
+import itertools
 import logging
 import os
 import re
@@ -12,9 +13,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.api.problems import render_domain_error
 from app.core.errors import PayloadTooLarge
 from app.core.logging import request_id_var
-from app.core.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from app.core.metrics import observe_request
 
 REQUEST_ID_HEADER = "X-Request-ID"
+# Generated request ids: random per process, then counted (unique without a syscall per request).
+_REQUEST_ID_PREFIX = os.urandom(10).hex()
+_request_numbers = itertools.count(1)
 _SANE_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,128}$")
 
 access_logger = logging.getLogger("app.access")
@@ -37,7 +41,7 @@ class RequestObservabilityMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = _incoming_request_id(scope) or os.urandom(16).hex()
+        request_id = _incoming_request_id(scope) or f"{_REQUEST_ID_PREFIX}{next(_request_numbers):012x}"
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         context = request_id_var.set(request_id)
@@ -57,8 +61,7 @@ class RequestObservabilityMiddleware:
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
             method = scope["method"]
-            HTTP_REQUESTS.labels(method, template, str(status)).inc()
-            HTTP_LATENCY.labels(method, template).observe(duration)
+            observe_request(method, template, status, duration)
             access_logger.info(
                 "request",
                 extra={

@@ -5,14 +5,11 @@ from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, cast
 
-from asyncpg import InterfaceError as DriverInterfaceError  # type: ignore[import-untyped]
-from asyncpg import PostgresError
+import asyncpg  # type: ignore[import-untyped]
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.core.database import is_database_unavailable
@@ -60,7 +57,15 @@ def _location(loc: Sequence[int | str]) -> str:
 
 
 def render_domain_error(error: DomainError) -> JSONResponse:
-    return problem_response(error.status_code, error.problem_type(), error.title, error.detail, headers=error.headers())
+    errors = [FieldError(location=where, message=what, type=kind) for where, what, kind in error.field_errors()]
+    return problem_response(
+        error.status_code,
+        error.problem_type(),
+        error.title,
+        error.detail,
+        errors=errors or None,
+        headers=error.headers(),
+    )
 
 
 async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
@@ -102,10 +107,12 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """Every error the driver (or a database wait) raises ends here: 503 when the database cannot
+    serve now (see is_database_unavailable), else a 500 whose traceback is logged."""
     if not is_database_unavailable(exc):
         logger.error("unexpected database error", exc_info=exc)
         return await _unexpected_error(request, exc)
-    logger.warning("database unavailable: %s", type(exc).__name__)
+    logger.warning("database unavailable: %s: %s", type(exc).__name__, exc)
     return render_domain_error(DatabaseUnavailable("The database is unavailable; retry shortly"))
 
 
@@ -119,15 +126,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    # asyncpg's own errors come from the hot GET routes, which use the driver directly.
-    for database_error in (
-        DBAPIError,
-        SQLAlchemyTimeoutError,
-        OSError,
-        TimeoutError,
-        PostgresError,
-        DriverInterfaceError,
-    ):
+    for database_error in (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
         app.add_exception_handler(database_error, _database_error)
     app.add_exception_handler(Exception, _unexpected_error)
 

@@ -3,9 +3,7 @@
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from app.models import Payment
-from app.repositories.payment_reads import PaymentRow
-from app.schemas.payment import PaymentRead
+from app.schemas.payment import PaymentRecord
 from app.services.payments import ExpectedVersions
 
 JSON_MEDIA_TYPE = "application/json"
@@ -18,14 +16,13 @@ def etag(version: int) -> str:
 def model_response(model: BaseModel) -> Response:
     """A response model serialized once (returning the model would have FastAPI dump, validate and
     serialize it again)."""
-    return Response(model.model_dump_json().encode(), media_type=JSON_MEDIA_TYPE)
+    return Response(model.__pydantic_serializer__.to_json(model), media_type=JSON_MEDIA_TYPE)
 
 
-def payment_response(payment: Payment | PaymentRow, status_code: int = 200) -> Response:
+def payment_response(payment: PaymentRecord, status_code: int = 200) -> Response:
     """Serialize once, here, so an idempotent request can store exactly these bytes."""
-    read = PaymentRead.model_validate(payment)
-    body = read.model_dump_json().encode()
-    return Response(body, status_code, headers={"ETag": etag(read.version)}, media_type=JSON_MEDIA_TYPE)
+    body = payment.__pydantic_serializer__.to_json(payment)
+    return Response(body, status_code, headers={"ETag": etag(payment.version)}, media_type=JSON_MEDIA_TYPE)
 
 
 def parse_if_match(header: str | None) -> ExpectedVersions:

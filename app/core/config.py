@@ -36,11 +36,13 @@ class Settings(BaseSettings):
         description="postgresql+asyncpg://user:password@host:5432/db (`make run` starts one when unset)",
     )
     db_pool_size: int = Field(default=10, ge=1)
-    db_max_overflow: int = Field(default=20, ge=0)
-    db_pool_timeout_seconds: float = Field(default=5.0, gt=0)
-    # Fail fast when PostgreSQL is away or stuck: requests get a 503 instead of hanging.
+    db_max_overflow: int = Field(default=10, ge=0)
+    # Fail fast when PostgreSQL is away, stuck or saturated: requests get a 503 instead of hanging.
+    db_pool_timeout_seconds: float = Field(default=2.0, gt=0)
     db_connect_timeout_seconds: float = Field(default=2.0, gt=0)
-    db_statement_timeout_seconds: float = Field(default=5.0, gt=0)
+    db_statement_timeout_seconds: float = Field(default=3.0, gt=0)
+    # The whole database budget of one request: gate wait, connecting and every statement together.
+    db_request_timeout_seconds: float = Field(default=3.0, gt=0)
     # Set when DATABASE_URL points at PgBouncer in transaction mode (no prepared statement reuse).
     db_pgbouncer: bool = False
 
@@ -121,6 +123,21 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith("postgresql+asyncpg://"):
             raise ValueError("DATABASE_URL must start with postgresql+asyncpg://")
         return value
+
+    @model_validator(mode="after")
+    def _timeouts_fit_the_request_timeout(self) -> "Settings":
+        # Opening a connection is not timed by the request's deadline when no wait came before it.
+        if self.db_connect_timeout_seconds > self.db_request_timeout_seconds:
+            raise ValueError("DB_CONNECT_TIMEOUT_SECONDS must not exceed DB_REQUEST_TIMEOUT_SECONDS")
+        return self
+
+    @model_validator(mode="after")
+    def _keys_outlive_requests(self) -> "Settings":
+        # A request holds its Idempotency-Key in flight only while its database work runs, which the
+        # request timeout bounds; a shorter lock timeout would let a retry take a live request's key.
+        if self.idempotency_lock_timeout_seconds <= self.db_request_timeout_seconds:
+            raise ValueError("IDEMPOTENCY_LOCK_TIMEOUT_SECONDS must be longer than DB_REQUEST_TIMEOUT_SECONDS")
+        return self
 
     @model_validator(mode="after")
     def _refuse_weak_secret_in_production(self) -> "Settings":

@@ -1,224 +1,431 @@
-"""Engine and session factory, built at start-up (in the app's lifespan) and disposed on shutdown."""
+"""The one way to PostgreSQL. Every statement of the service takes this path:
+
+    request ──▶ UnitOfWork (one per request, from app/dependencies/database.py)
+                  │ per statement or transaction() block: passes the FairGate
+                  │ (≤ DB_POOL_TIMEOUT_SECONDS), takes a pooled asyncpg connection, gives it back
+                  ▼
+                Statement (SQLAlchemy Core, compiled once) ──▶ asyncpg ──▶ PostgreSQL
+    any failure ──▶ the connection is closed, never reused ──▶ is_database_unavailable(): 503 or 500
+
+SQLAlchemy is the schema (app/models, for Alembic) and the query builder; statements run on asyncpg
+directly, whose pool owns the connections. One UnitOfWork serves one request: a statement outside a
+transaction commits on its own (autocommit: one round trip, atomic by itself, which is how the hot
+routes write a payment, its history and its stored response in one statement); several statements
+that must commit together run in a `transaction()` block, which commits when the block ends (the one
+place that commits), before the response is rendered. Every wait (the gate, connecting, each
+statement, COMMIT) is bounded by one deadline per request, DB_REQUEST_TIMEOUT_SECONDS from its first use of the database, so a hung
+PostgreSQL is answered with 503 instead of a hang.
+"""
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
-from typing import Any
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol, Self, cast
 
 import asyncpg  # type: ignore[import-untyped]
-from sqlalchemy.exc import DBAPIError, InterfaceError
-from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import PoolProxiedConnection
-from sqlalchemy.util import greenlet_spawn
+import orjson
+from sqlalchemy import JSON, ClauseElement
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from sqlalchemy.engine import make_url
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from app.core.config import Settings
+
+# asyncpg ships no type hints: its Connection and Record, as this module hands them out.
+Connection = Any
+Row = Mapping[str, Any]
 
 
 class DatabaseNotConfigured(RuntimeError):
     pass
 
 
-def create_engine(settings: Settings, **options: Any) -> AsyncEngine:
-    """The app's engine; `options` override create_async_engine arguments (e.g. poolclass)."""
+class DatabaseBusy(TimeoutError):
+    """No connection could be had within the pool timeout (or the request's deadline)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The error map: the one place that decides "the database cannot serve this now" (503) vs a bug.
+
+# SQLSTATEs meaning "cannot serve this now": statement timeout, lock timeout, admin shutdown, crash
+# shutdown, cannot connect now; and the classes connection exception (08) and insufficient
+# resources (53: too many connections, out of memory, disk full).
+_UNAVAILABLE_SQLSTATES = frozenset({"57014", "55P03", "57P01", "57P02", "57P03"})
+_UNAVAILABLE_CLASSES = ("08", "53")
+# asyncpg's own words for a connection that is gone or whose protocol a failure left mid-operation.
+_BROKEN_CONNECTION = ("connection is closed", "another operation is in progress", "cannot switch to state")
+
+
+def is_database_unavailable(error: BaseException) -> bool:
+    """True when PostgreSQL is unreachable, restarting, hung or overloaded (a 503 with Retry-After:
+    worth retrying); False for errors that are bugs (a 500 with its traceback in the log)."""
+    if isinstance(error, OSError | TimeoutError):  # refused, reset, connect/statement/pool timeouts
+        return True
+    if isinstance(error, asyncpg.PostgresError):
+        sqlstate = error.sqlstate or ""
+        return sqlstate in _UNAVAILABLE_SQLSTATES or sqlstate.startswith(_UNAVAILABLE_CLASSES)
+    if isinstance(error, asyncpg.ConnectionDoesNotExistError | asyncpg.InternalClientError):
+        return True
+    if isinstance(error, asyncpg.InterfaceError):  # client-side: a broken connection, or a bug
+        return any(words in str(error) for words in _BROKEN_CONNECTION)
+    return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Statements
+
+_ASYNCPG_DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """A SQLAlchemy Core statement compiled once to asyncpg's SQL ($1, $2, ...), run with values by
+    name. asyncpg prepares it once per connection and caches it; SQLAlchemy's execution layer
+    (cache key, parameter and row processing, a greenlet hop) would cost as much CPU as asyncpg
+    itself on every call. Values are bound as they are (asyncpg encodes ints, strings, str enums,
+    decimals, timestamps, intervals, bytes and lists), except JSON ones, sent as their JSON text."""
+
+    sql: str
+    parameter_names: tuple[str, ...]
+    fixed_values: Mapping[str, Any]  # parameters whose value is part of the statement
+    json_names: frozenset[str]  # parameters of a JSON type
+
+    @classmethod
+    def of(cls, statement: ClauseElement) -> Self:
+        compiled = cast(SQLCompiler, statement.compile(dialect=_ASYNCPG_DIALECT))
+        if "__[POSTCOMPILE_" in str(compiled):  # expanding IN (...) and the like are rendered per call
+            raise ValueError("a statement with expanding parameters cannot be compiled once")
+        names = tuple(compiled.positiontup or ())
+        fixed = {name: bind.value for name, bind in compiled.binds.items() if name in names and not bind.required}
+        json_names = frozenset(name for name in names if isinstance(compiled.binds[name].type, JSON))
+        return cls(str(compiled), names, fixed, json_names)
+
+    def arguments(self, values: Mapping[str, Any]) -> list[Any]:
+        fixed = self.fixed_values
+        arguments = [values[name] if name in values else fixed[name] for name in self.parameter_names]
+        if self.json_names:
+            for position, name in enumerate(self.parameter_names):
+                if name in self.json_names and arguments[position] is not None:
+                    arguments[position] = orjson.dumps(arguments[position]).decode()
+        return arguments
+
+
+def one(row: Row | None) -> Row:
+    """The row of a statement that always returns one (e.g. an UPDATE of a row this transaction
+    has locked)."""
+    if row is None:
+        raise LookupError("the statement returned no row")
+    return row
+
+
+# ---------------------------------------------------------------------------------------------
+# Connections
+
+
+class ConnectionSource(Protocol):
+    """Where units of work take their connections: the app's pool, or in the in-process tests one
+    connection inside a transaction they roll back (and there every unit runs in a savepoint)."""
+
+    always_in_transaction: bool
+
+    async def acquire(self) -> Connection: ...
+
+    async def release(self, connection: Connection, *, failed: bool, transaction: Any) -> None:
+        """Take the connection back. After a failure it is closed, never reused; `transaction` is
+        the unit's transaction if one is still open."""
+        ...
+
+
+class PoolSource:
+    always_in_transaction = False
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+
+    async def acquire(self) -> Connection:
+        return await self.pool.acquire()
+
+    async def release(self, connection: Connection, *, failed: bool, transaction: Any) -> None:
+        if failed:
+            # Even an error the server reports can leave the protocol waiting for a reply that never
+            # comes (a shutdown arriving mid-statement), and a timed-out statement may still run on
+            # the server: the next request gets a fresh connection instead.
+            connection.terminate()
+        await self.pool.release(connection)
+
+
+async def _keep_session(connection: Connection) -> None:
+    """The pool's reset on release. asyncpg's default (RESET ALL, UNLISTEN, unlock advisory locks)
+    costs a round trip per request for state this service never sets; an open transaction is still
+    rolled back by asyncpg itself."""
+
+
+async def set_up_connection(connection: Connection) -> None:
+    """Run on every new connection: jsonb values arrive as Python objects (and are sent as their
+    JSON text, see Statement)."""
+    await connection.set_type_codec("jsonb", schema="pg_catalog", encoder=str, decoder=orjson.loads)
+
+
+def asyncpg_dsn(database_url: str) -> str:
+    """The DSN asyncpg takes: SQLAlchemy's `postgresql+asyncpg://` scheme becomes `postgresql://`."""
+    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def create_pool(settings: Settings) -> Any:
+    """asyncpg's pool, with no connection opened yet (the service starts while PostgreSQL is away)."""
     if settings.database_url is None:
         raise DatabaseNotConfigured(
             "DATABASE_URL is not set. Set it to postgresql+asyncpg://user:password@host:5432/db, "
             "or start the service with `make run`, which starts an embedded PostgreSQL."
         )
-    connect_args: dict[str, Any] = {
-        "timeout": settings.db_connect_timeout_seconds,
-        # asyncpg's client-side limit; the server-side statement_timeout is set below.
-        "command_timeout": settings.db_statement_timeout_seconds + 1,
-    }
+    options: dict[str, Any] = {}
     if settings.db_pgbouncer:
         # PgBouncer in transaction mode hands each transaction to any server connection, so a
-        # statement prepared on one is unknown on the next: no statement caches, and unique names
-        # for the unnamed statements asyncpg still prepares. PgBouncer also refuses unknown startup
-        # parameters, so statement_timeout must be set on the database role instead (see README).
-        connect_args |= {
-            "statement_cache_size": 0,
-            "prepared_statement_cache_size": 0,
-            "prepared_statement_name_func": lambda: f"__asyncpg_{uuid.uuid4()}__",
-        }
+        # statement prepared on one is unknown on the next: no statement cache (every unit of work
+        # runs in a transaction, see Database). PgBouncer also refuses unknown startup parameters,
+        # so statement_timeout must be set on the database role instead (see docs/operations.md).
+        options["statement_cache_size"] = 0
     else:
-        statement_timeout_ms = str(int(settings.db_statement_timeout_seconds * 1000))
-        connect_args["server_settings"] = {"statement_timeout": statement_timeout_ms}
-    pool_options: dict[str, Any] = {
-        "pool_size": settings.db_pool_size,
-        "max_overflow": settings.db_max_overflow,
-        "pool_timeout": settings.db_pool_timeout_seconds,
-    }
-    if "poolclass" in options:
-        pool_options = {}
-    return create_async_engine(settings.database_url, connect_args=connect_args, **(pool_options | options))
+        options["server_settings"] = {"statement_timeout": str(int(settings.db_statement_timeout_seconds * 1000))}
+    return await asyncpg.create_pool(
+        asyncpg_dsn(settings.database_url),
+        min_size=0,
+        max_size=settings.db_pool_size + settings.db_max_overflow,
+        timeout=settings.db_connect_timeout_seconds,
+        command_timeout=settings.db_request_timeout_seconds,
+        max_inactive_connection_lifetime=300,
+        init=set_up_connection,
+        reset=_keep_session,
+        **options,
+    )
 
 
-def create_sessionmaker(bind: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(bind, expire_on_commit=False, autoflush=False)
-
-
-def _autocommit(engine: AsyncEngine, settings: Settings) -> AsyncEngine:
-    """The same pool in autocommit, so a single statement costs one round trip (no BEGIN or COMMIT).
-
-    Not behind PgBouncer: asyncpg prepares a statement and then executes it in two steps, and
-    outside a transaction PgBouncer may send the second step to another server connection."""
-    return engine if settings.db_pgbouncer else engine.execution_options(isolation_level="AUTOCOMMIT")
-
-
-def create_read_sessionmaker(engine: AsyncEngine, settings: Settings) -> async_sessionmaker[AsyncSession]:
-    """Sessions for read-only requests that are not on the hot path (webhook events, readiness)."""
-    return create_sessionmaker(_autocommit(engine, settings))
-
-
-# SQLSTATEs meaning "the database cannot serve this now": statement timeout, admin shutdown, crash
-# shutdown, cannot connect now, too many connections, and the connection exception class (08xxx).
-_UNAVAILABLE_SQLSTATES = frozenset({"57014", "57P01", "57P02", "57P03", "53300"})
-
-
-def is_database_unavailable(error: BaseException) -> bool:
-    """True for errors that mean PostgreSQL is unreachable, restarting or overloaded (worth a 503
-    and a retry), False for errors that are bugs."""
-    if isinstance(error, SQLAlchemyTimeoutError | OSError | TimeoutError):
-        return True  # pool exhausted, connection refused or reset, connect or command timeout
-    if isinstance(error, asyncpg.InterfaceError):  # client-side: a closed connection, or a bug
-        return "connection is closed" in str(error)
-    if isinstance(error, asyncpg.PostgresError):  # raised by the driver itself (the hot GET routes)
-        sqlstate = error.sqlstate or ""
-        return sqlstate in _UNAVAILABLE_SQLSTATES or sqlstate.startswith("08")
-    if isinstance(error, DBAPIError):
-        if error.connection_invalidated or isinstance(error, InterfaceError):
-            return True
-        sqlstate = getattr(error.orig, "sqlstate", None) or ""
-        return sqlstate in _UNAVAILABLE_SQLSTATES or sqlstate.startswith("08")
-    return False
-
-
-# An asyncpg.Connection (asyncpg ships no type hints).
-DriverConnection = Any
-DriverConnectionFactory = Callable[[], AbstractAsyncContextManager[DriverConnection]]
-
-
-def request_gate(settings: Settings) -> asyncio.Semaphore:
-    """Admits requests to the pool's DB_POOL_SIZE connections in arrival order.
+class FairGate:
+    """Admits units of work to DB_POOL_SIZE connections in arrival order, each waiting at most
+    DB_POOL_TIMEOUT_SECONDS (then DatabaseBusy: a 503).
 
     Without it, under more concurrent requests than connections, a connection handed back goes to
-    whichever request asks next, so some waiters are overtaken again and again (p99 in seconds),
-    and demand above DB_POOL_SIZE keeps opening and closing overflow connections. DB_MAX_OVERFLOW
-    stays as headroom for the short side transactions that run outside the gate (Idempotency-Key
-    claims, readiness checks, housekeeping), so they can never wait behind a request."""
-    return asyncio.Semaphore(settings.db_pool_size)
+    whichever request asks next, so some waiters are overtaken again and again (p99 in seconds).
+    The pool's remaining DB_MAX_OVERFLOW connections serve the statements that run outside the
+    gate (Idempotency-Key claims, readiness, housekeeping), so those never wait behind a request."""
 
+    def __init__(self, size: int, timeout: float) -> None:
+        self._slots = asyncio.Semaphore(size)
+        self.timeout = timeout
+        self.waiting = 0
 
-def driver_connections(
-    engine: AsyncEngine, settings: Settings, gate: asyncio.Semaphore | None, *, autocommit: bool = True
-) -> DriverConnectionFactory:
-    """The pool's own asyncpg connections, for the hottest statements, one per call: reads
-    (admitted through the gate), Idempotency-Key claims and releases (gate=None: they run outside
-    the request's transaction and must never wait behind a request), and, with autocommit=False,
-    the create route's transaction (see DriverTransaction; its dependency passes the gate).
-
-    The same pool, connections and settings as everything else (timeouts, statement cache), but the
-    query goes straight to the driver: for a one-row SELECT, SQLAlchemy's execution layer (greenlet
-    hop, cursor adapter, result rows) cost as much CPU as asyncpg itself. Behind PgBouncer an
-    autocommit caller's statements run in a short transaction (see _autocommit)."""
-    in_transaction = settings.db_pgbouncer and autocommit
-    dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
-
-    async def checkout() -> PoolProxiedConnection:
+    async def enter(self, deadline: float) -> bool:
+        """Pass, waiting in line until the deadline at the latest; True when it had to wait."""
+        if not self._slots.locked():
+            await self._slots.acquire()  # free: no wait, no timer
+            return False
+        loop = asyncio.get_running_loop()
+        self.waiting += 1
         try:
-            return await engine.raw_connection()
-        except dbapi_error as error:  # e.g. cannot connect: wrapped as engine.connect() would
-            raise DBAPIError.instance(None, None, error, dbapi_error, dialect=engine.dialect) from error
+            async with asyncio.timeout_at(min(deadline, loop.time() + self.timeout)):
+                await self._slots.acquire()
+        except TimeoutError as timeout:
+            raise DatabaseBusy("no database connection became free in time") from timeout
+        finally:
+            self.waiting -= 1
+        return True
+
+    def leave(self) -> None:
+        self._slots.release()
+
+
+# ---------------------------------------------------------------------------------------------
+# The unit of work
+
+
+class UnitOfWork:
+    """One request's database work. It holds a connection only while it needs one: for a single
+    statement, which commits on its own (autocommit: one round trip, atomic by itself), or for a
+    transaction() block, which commits when the block ends and rolls back when it raises. So
+    nothing is left to clean up when the request ends, and no connection is held while a request
+    reads its body or renders its response. Every wait is bounded by the request's deadline, and a
+    connection that saw any failure is closed, never reused."""
+
+    __slots__ = ("_connection", "_deadline", "_failed", "database", "gated", "request_id")
+
+    def __init__(
+        self,
+        database: "Database",
+        *,
+        request_id: str | None = None,
+        gated: bool = True,
+        deadline: float | None = None,
+    ) -> None:
+        self.database = database
+        self.request_id = request_id  # recorded with the changes it makes (history, events)
+        self.gated = gated
+        self._deadline = deadline
+        self._connection: Connection | None = None  # while a transaction() block runs
+        self._failed = False
+
+    # -- statements ------------------------------------------------------------------------
+
+    async def fetch(self, statement: Statement, **values: Any) -> list[Row]:
+        rows: list[Row] = await self._run("fetch", statement, values)
+        return rows
+
+    async def fetchrow(self, statement: Statement, **values: Any) -> Row | None:
+        row: Row | None = await self._run("fetchrow", statement, values)
+        return row
+
+    async def fetchval(self, statement: Statement, **values: Any) -> Any:
+        return await self._run("fetchval", statement, values)
+
+    async def execute(self, statement: Statement, **values: Any) -> str:
+        """The statement's status, e.g. "UPDATE 1"."""
+        status: str = await self._run("execute", statement, values)
+        return status
+
+    # -- transactions ----------------------------------------------------------------------
 
     @asynccontextmanager
-    async def driver_connection() -> AsyncIterator[DriverConnection]:
-        async with gate or nullcontext():
-            pooled = await checkout()
-            while _driver(pooled).is_closed():  # the server went away meanwhile (a restart)
-                await greenlet_spawn(_check_in, pooled, ConnectionError("connection closed while idle"))
-                pooled = await checkout()
-            connection = _driver(pooled)
-            failure: BaseException | None = None
-            try:
-                if in_transaction:
-                    async with connection.transaction():
-                        yield connection
-                else:
-                    yield connection
-            except BaseException as error:
-                failure = error
-                raise
-            finally:
-                # Checking in may talk to the server (a rollback, a close): SQLAlchemy's sync pool
-                # code does that through a greenlet.
-                await greenlet_spawn(_check_in, pooled, failure)
-
-    return driver_connection
-
-
-def _driver(pooled: PoolProxiedConnection) -> DriverConnection:
-    return pooled.driver_connection
-
-
-def _check_in(pooled: PoolProxiedConnection, failure: BaseException | None) -> None:
-    # After any failure the pool replaces the connection. Even an error the server reports can leave
-    # it unusable: a shutdown (57P01) arriving mid-statement leaves asyncpg's protocol waiting for
-    # a reply that never comes ("another operation is in progress" for the next user) before the
-    # socket is seen closed. Failures are rare on these statements, so a reconnect costs little.
-    if failure is not None:
-        pooled.invalidate(failure if isinstance(failure, Exception) else None)
-    pooled.close()
-
-
-class DriverTransaction:
-    """The request's transaction on a driver connection, begun on first use like a Session's: no
-    connection is taken until a statement needs one. commit() and rollback() end it; a statement
-    after either begins the next. close() rolls back whatever is still open and hands the connection
-    back."""
-
-    def __init__(self, connect: DriverConnectionFactory) -> None:
-        self._connect = connect
-        self._checkout: AbstractAsyncContextManager[DriverConnection] | None = None
-        self._connection: DriverConnection | None = None
-        self._transaction: Any = None  # an asyncpg Transaction while one is open
-
-    async def connection(self) -> DriverConnection:
-        """The connection, in an open transaction."""
-        if self._connection is None:
-            checkout = self._connect()
-            self._connection = await checkout.__aenter__()
-            self._checkout = checkout
-        if self._transaction is None:
-            transaction = self._connection.transaction()
-            await transaction.start()
-            self._transaction = transaction
-        return self._connection
-
-    async def commit(self) -> None:
-        transaction, self._transaction = self._transaction, None
-        if transaction is not None:
-            await transaction.commit()
-
-    async def rollback(self) -> None:
-        transaction, self._transaction = self._transaction, None
-        if transaction is not None:
-            await transaction.rollback()
-
-    async def close(self, error: BaseException | None = None) -> None:
-        """Roll back what is open (nothing, after a commit) and check the connection in; `error`
-        is what ended the request, so a failed connection is replaced rather than reused."""
-        checkout, self._checkout, self._connection = self._checkout, None, None
-        if checkout is None:
+    async def transaction(self) -> AsyncIterator[None]:
+        """The statements of the block commit together when it ends, or roll back when it raises.
+        The one place that commits. A block inside a block joins the outer one."""
+        if self._connection is not None:
+            yield
             return
+        connection = await self._acquire()
+        still_open: Any = None  # the transaction, while it is neither committed nor rolled back
         try:
-            await self.rollback()
-        except BaseException as rollback_error:
-            error = error or rollback_error
+            transaction = connection.transaction()
+            await self._bounded(transaction.start())
+            still_open = transaction
+            self._connection = connection
+            try:
+                yield
+            except BaseException:
+                if not self._failed:
+                    await self._bounded(transaction.rollback())
+                    still_open = None
+                raise
+            await self._bounded(transaction.commit())
+            still_open = None
+        finally:
+            self._connection = None
+            await self._release(connection, still_open)
+
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """Inside a transaction: statements whose failure (e.g. a unique violation) must not end
+        the transaction; on an error it rolls back to here and goes on."""
+        connection = self._connection
+        if connection is None:
+            raise RuntimeError("savepoint() is for use inside a transaction() block")
+        savepoint = connection.transaction()
+        await self._bounded(savepoint.start())
+        try:
+            yield
+        except BaseException:
+            await self._bounded(savepoint.rollback())
+            self._failed = False  # rolled back to the savepoint: the connection is fine
+            raise
+        await self._bounded(savepoint.commit())
+
+    def apart(self) -> "UnitOfWork":
+        """A unit for statements that must commit on their own even while this one's transaction
+        runs (Idempotency-Key claims): outside the gate, within this request's deadline."""
+        return UnitOfWork(self.database, request_id=self.request_id, gated=False, deadline=self._deadline_at())
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _deadline_at(self) -> float:
+        if self._deadline is None:
+            self._deadline = asyncio.get_running_loop().time() + self.database.request_timeout
+        return self._deadline
+
+    def _remaining(self) -> float:
+        return max(self._deadline_at() - asyncio.get_running_loop().time(), 0.001)
+
+    async def _run(self, method: str, statement: Statement, values: Mapping[str, Any]) -> Any:
+        arguments = statement.arguments(values)
+        connection = self._connection
+        if connection is not None:  # inside a transaction() block
+            try:
+                return await getattr(connection, method)(statement.sql, *arguments, timeout=self._remaining())
+            except BaseException:
+                self._failed = True
+                raise
+        if self.database.always_in_transaction:
+            async with self.transaction():
+                return await self._run(method, statement, values)
+        connection = await self._acquire()
+        try:
+            return await getattr(connection, method)(statement.sql, *arguments, timeout=self._remaining())
+        except BaseException:
+            self._failed = True
             raise
         finally:
-            if error is None:
-                await checkout.__aexit__(None, None, None)
-            else:
-                await checkout.__aexit__(type(error), error, error.__traceback__)
+            await self._release(connection, None)
+
+    async def _acquire(self) -> Connection:
+        deadline = self._deadline_at()
+        self._failed = False
+        waited = self.gated and await self.database.gate.enter(deadline)
+        try:
+            if not waited:
+                # Admitted at once: an idle connection is ready, or one is opened within
+                # DB_CONNECT_TIMEOUT_SECONDS (no longer than DB_REQUEST_TIMEOUT_SECONDS); no timer.
+                return await self.database.source.acquire()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    return await self.database.source.acquire()
+            except TimeoutError as timeout:
+                raise DatabaseBusy("no database connection could be opened in time") from timeout
+        except BaseException:
+            if self.gated:
+                self.database.gate.leave()
+            raise
+
+    async def _release(self, connection: Connection, transaction: Any) -> None:
+        try:
+            await self.database.source.release(connection, failed=self._failed, transaction=transaction)
+        finally:
+            if self.gated:
+                self.database.gate.leave()
+
+    async def _bounded(self, step: Any) -> None:
+        try:
+            async with asyncio.timeout_at(self._deadline_at()):
+                await step
+        except BaseException:
+            self._failed = True
+            raise
+
+
+class Database:
+    """The connections, the gate and the deadline every unit of work needs; built in the app's
+    lifespan (Database.connect), closed on shutdown."""
+
+    def __init__(self, source: ConnectionSource, settings: Settings) -> None:
+        self.source = source
+        self.gate = FairGate(settings.db_pool_size, settings.db_pool_timeout_seconds)
+        self.request_timeout = settings.db_request_timeout_seconds
+        # Behind PgBouncer (transaction mode) the parts of a statement run outside a transaction may
+        # go to different server connections, so there every unit of work runs in one.
+        self.always_in_transaction = settings.db_pgbouncer or source.always_in_transaction
+
+    @classmethod
+    async def connect(cls, settings: Settings) -> Self:
+        return cls(PoolSource(await create_pool(settings)), settings)
+
+    def unit_of_work(self, request_id: str | None = None) -> UnitOfWork:
+        return UnitOfWork(self, request_id=request_id)
+
+    def pool_usage(self) -> tuple[int, int, int, int] | None:
+        """Connections open, in use and most allowed, and requests waiting at the gate (metrics)."""
+        if not isinstance(self.source, PoolSource):
+            return None
+        pool = self.source.pool
+        size = pool.get_size()
+        return size, size - pool.get_idle_size(), pool.get_max_size(), self.gate.waiting
+
+    async def close(self) -> None:
+        if isinstance(self.source, PoolSource):
+            await self.source.pool.close()

@@ -22,6 +22,10 @@ class DomainError(Exception):
     def headers(self) -> dict[str, str]:
         return {}
 
+    def field_errors(self) -> list[tuple[str, str, str]]:
+        """(location, message, type) of each invalid field, for a 422's `errors`."""
+        return []
+
 
 class NotAuthenticated(DomainError):
     status_code = 401
@@ -69,6 +73,14 @@ class InvalidPayment(DomainError):
     slug = "invalid-payment"
     title = "Invalid payment"
 
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field} {problem}")
+        self.field = field
+        self.problem = problem
+
+    def field_errors(self) -> list[tuple[str, str, str]]:
+        return [(f"body.{self.field}", self.problem, "value_error")]
+
 
 class PreconditionFailed(DomainError):
     status_code = 412
@@ -86,6 +98,12 @@ class IdempotencyKeyReused(DomainError):
     status_code = 422
     slug = "idempotency-key-reused"
     title = "Idempotency-Key reused"
+
+
+KEY_TAKEN_OVER = (
+    "This request took longer than the Idempotency-Key's lock timeout and a retry took the key over; "
+    "nothing was stored by this request"
+)
 
 
 class IdempotencyKeyInFlight(DomainError):

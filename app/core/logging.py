@@ -21,10 +21,17 @@ _STANDARD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", None, None)
 }
 
 
+_second: list[object] = [-1, ""]  # the last whole second formatted, and its text
+
+
 def _timestamp(created: float) -> str:
     # What datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds") gives, at a
-    # fraction of the cost: this runs once per request.
-    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(created))}.{int(created % 1 * 1000):03d}+00:00"
+    # fraction of the cost (this runs at least once per request): the date and time of day are
+    # formatted once per second.
+    second = int(created)
+    if _second[0] != second:
+        _second[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
+    return f"{_second[1]}.{int(created % 1 * 1000):03d}+00:00"
 
 
 def _dumps(entry: dict[str, object]) -> str:

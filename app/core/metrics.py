@@ -2,11 +2,11 @@
 worker has its own numbers (scrape each, or run one worker per container as deploy/ does)."""
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy.pool import QueuePool
 
 REGISTRY = CollectorRegistry()
 
@@ -23,6 +23,21 @@ HTTP_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
     registry=REGISTRY,
 )
+_REQUEST_CHILDREN: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def observe_request(method: str, route: str, status: int, seconds: float) -> None:
+    """Count one request and its latency. The labelled children are looked up once per label
+    combination: labels() takes a lock and builds a key on every call, on every request."""
+    children = _REQUEST_CHILDREN.get((method, route, status))
+    if children is None:
+        children = (HTTP_REQUESTS.labels(method, route, str(status)), HTTP_LATENCY.labels(method, route))
+        if len(_REQUEST_CHILDREN) < 10_000:  # label values a client can vary (the method) stay bounded
+            _REQUEST_CHILDREN[(method, route, status)] = children
+    children[0].inc()
+    children[1].observe(seconds)
+
+
 PAYMENTS_CREATED = Counter(
     "payments_created_total", "Payments created, by provider and currency", ["provider", "currency"], registry=REGISTRY
 )
@@ -38,17 +53,19 @@ class PoolCollector(Collector):
     """Database pool usage, read at scrape time from whichever pool the app currently has."""
 
     def __init__(self) -> None:
-        self.pool: Callable[[], QueuePool | None] = lambda: None
+        self.usage: Callable[[], tuple[int, int, int, int] | None] = lambda: None
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        pool = self.pool()
-        if pool is None:
+        usage = self.usage()
+        if usage is None:
             return
+        opened, in_use, most, waiting = usage
         for name, documentation, value in (
-            ("db_pool_size", "Connections the pool keeps", pool.size()),
-            ("db_pool_checked_out", "Connections in use by requests", pool.checkedout()),
-            ("db_pool_idle", "Idle connections in the pool", pool.checkedin()),
-            ("db_pool_overflow", "Connections open beyond the pool size", max(pool.overflow(), 0)),
+            ("db_pool_size", "Connections open", opened),
+            ("db_pool_checked_out", "Connections in use", in_use),
+            ("db_pool_idle", "Idle open connections", opened - in_use),
+            ("db_pool_max", "Most connections the pool may open (DB_POOL_SIZE + DB_MAX_OVERFLOW)", most),
+            ("db_gate_waiting", "Requests waiting for a connection (at most DB_POOL_TIMEOUT_SECONDS)", waiting),
         ):
             yield GaugeMetricFamily(name, documentation, value=value)
 

@@ -5,7 +5,6 @@ from decimal import Decimal
 from typing import Annotated, Any, Self
 
 from pydantic import (
-    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -120,8 +119,11 @@ class PaymentStatusUpdate(BaseModel):
     payment_status: PaymentStatus
 
 
-class PaymentRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+class PaymentRecord(BaseModel):
+    """A payment as stored, built from its row: what the services work with and every route
+    returns."""
+
+    model_config = ConfigDict(frozen=True)
 
     id: int
     payment_id: str | None
@@ -138,7 +140,7 @@ class PaymentRead(BaseModel):
     property_id: str | None
     user_id: int
     description: str | None
-    metadata: dict[str, str] = Field(validation_alias=AliasChoices("metadata_", "metadata"))
+    metadata: dict[str, str]
     version: int
     created_at: datetime
     updated_at: datetime
@@ -232,7 +234,7 @@ class AdminPaymentListQuery(PaymentListQuery):
 
 
 class PaymentPage(BaseModel):
-    items: list[PaymentRead]
+    items: list[PaymentRecord]
     total: int | None = Field(description="Rows matching the filters; null when not counted (include_total)")
     page: int | None = Field(description="The offset page; null for a cursor page")
     size: int
@@ -240,8 +242,10 @@ class PaymentPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
 
 
-class StatusHistoryEntry(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+class StatusChange(BaseModel):
+    """One entry of a payment's status history, as stored."""
+
+    model_config = ConfigDict(frozen=True)
 
     id: int
     payment_id: int

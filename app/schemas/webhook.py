@@ -27,8 +27,10 @@ class WebhookAck(BaseModel):
     duplicate: bool = Field(description="True when this event id was received before; nothing was applied again")
 
 
-class WebhookEventRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+class WebhookEventRecord(BaseModel):
+    """A provider event as recorded."""
+
+    model_config = ConfigDict(frozen=True)
 
     id: int
     provider: str
@@ -51,12 +53,12 @@ class WebhookEventQuery(BaseModel):
 
 
 class WebhookEventPage(BaseModel):
-    items: list[WebhookEventRead]
+    items: list[WebhookEventRecord]
     total: int
     page: int
     size: int
     pages: int
 
     @classmethod
-    def build(cls, items: list[WebhookEventRead], total: int, page: int, size: int) -> "WebhookEventPage":
+    def build(cls, items: list[WebhookEventRecord], total: int, page: int, size: int) -> "WebhookEventPage":
         return cls(items=items, total=total, page=page, size=size, pages=ceil(total / size))

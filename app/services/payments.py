@@ -2,14 +2,14 @@
 
 import logging
 from collections.abc import Collection
-from decimal import Decimal
-from typing import Any, TypeVar
-
-from sqlalchemy.ext.asyncio import AsyncSession
+from typing import Any, Protocol
 
 from app.core.currencies import amount_problem
+from app.core.database import UnitOfWork
 from app.core.errors import (
+    KEY_TAKEN_OVER,
     DuplicatePayment,
+    IdempotencyKeyInFlight,
     IllegalStatusTransition,
     ImmutableField,
     InvalidPayment,
@@ -18,12 +18,19 @@ from app.core.errors import (
 )
 from app.core.metrics import PAYMENTS_CREATED, STATUS_TRANSITIONS
 from app.core.security import Principal
-from app.models import Payment, PaymentStatus
-from app.repositories.payment_reads import Page, PaymentFilters, PaymentReads, PaymentRow
-from app.repositories.payments import NewPayments, PaymentRepository, UniqueViolation
+from app.models import PaymentStatus
+from app.repositories.idempotency import KeyCompletion
+from app.repositories.payments import KeyTakenOver, Move, Page, PaymentFilters, Payments, UniqueViolation
 from app.schemas.fields import METADATA_MAX_KEYS
-from app.schemas.payment import AdminPaymentListQuery, PaymentCreate, PaymentListQuery, PaymentUpdate
-from app.services.status_rules import can_transition
+from app.schemas.payment import (
+    AdminPaymentListQuery,
+    PaymentCreate,
+    PaymentListQuery,
+    PaymentRecord,
+    PaymentUpdate,
+    StatusChange,
+)
+from app.services.status_rules import ALLOWED_TRANSITIONS, can_transition
 
 logger = logging.getLogger(__name__)
 
@@ -33,21 +40,31 @@ LOCKED_AFTER_PENDING = ("amount_total", "currency")
 # The versions an If-Match header accepts; None when the request has no If-Match (or `*`).
 ExpectedVersions = Collection[int] | None
 
+# For each target status, the statuses a payment may move to it from.
+_MOVES_TO = {target: [s for s in PaymentStatus if target in ALLOWED_TRANSITIONS[s]] for target in PaymentStatus}
 
-PaymentRecord = TypeVar("PaymentRecord", Payment, PaymentRow)
+
+class NewPaymentKey(Protocol):
+    """An Idempotency-Key claimed for a create: the payment's id and time were reserved with the
+    claim, so the response can be rendered before the insert and stored in the same statement."""
+
+    def reserved(self) -> tuple[int, Any]:
+        """The reserved id and creation time."""
+        ...
+
+    def completion(self, payment: PaymentRecord) -> KeyCompletion:
+        """The key's stored response for `payment`."""
+        ...
 
 
 def _visible_to(payment: PaymentRecord | None, principal: Principal) -> PaymentRecord:
     # Someone else's payment is reported exactly like a missing one, so ids cannot be probed.
-    if payment is None:
-        raise PaymentNotFound("Payment not found")
-    owner = payment["user_id"] if isinstance(payment, dict) else payment.user_id
-    if not (principal.is_admin or owner == principal.user_id):
+    if payment is None or not (principal.is_admin or payment.user_id == principal.user_id):
         raise PaymentNotFound("Payment not found")
     return payment
 
 
-def _check_precondition(payment: Payment, expected: ExpectedVersions) -> None:
+def _check_precondition(payment: PaymentRecord, expected: ExpectedVersions) -> None:
     if expected is not None and payment.version not in expected:
         raise PreconditionFailed(
             f'The payment has changed (its ETag is now "{payment.version}"); fetch it again and retry'
@@ -60,135 +77,27 @@ def merge_metadata(current: dict[str, str], changes: dict[str, str]) -> dict[str
     return {key: value for key, value in merged.items() if value != ""}
 
 
-class PaymentCreator:
-    """Records new payments, on the request's driver transaction (see NewPayments)."""
-
-    def __init__(self, payments: NewPayments, *, request_id: str | None = None) -> None:
-        self.payments = payments
-        self.request_id = request_id
-
-    async def create(self, principal: Principal, data: PaymentCreate) -> PaymentRow:
-        values = data.model_dump(exclude={"user_id", "metadata"})
-        values["metadata"] = merge_metadata({}, data.metadata)
-        values["user_id"] = principal.user_id
-        payment = await self.payments.insert_with_history(values, actor=principal.actor, request_id=self.request_id)
-        if payment is None:
-            raise DuplicatePayment("A payment with this payment_id or checkout_session_id already exists")
-        PAYMENTS_CREATED.labels(data.provider.value, data.currency).inc()
-        logger.info(
-            "payment created",
-            extra={"payment_id": payment["id"], "to_status": payment["payment_status"], "actor": principal.actor},
-        )
-        return payment
-
-
 class PaymentService:
-    """Changes to existing payments, on the request's session."""
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.uow = uow
+        self.payments = Payments(uow)
+        self.request_id = uow.request_id
 
-    def __init__(self, session: AsyncSession, *, request_id: str | None = None) -> None:
-        self.payments = PaymentRepository(session)
-        self.request_id = request_id
+    # -- reads ---------------------------------------------------------------------------------
 
-    async def update(
-        self, principal: Principal, payment_id: int, data: PaymentUpdate, expected: ExpectedVersions = None
-    ) -> Payment:
-        payment = _visible_to(await self.payments.get_for_update(payment_id), principal)
-        _check_precondition(payment, expected)
-        requested = data.changes()
-        if data.metadata is not None:
-            del requested["metadata"]
-            metadata = merge_metadata(payment.metadata_, data.metadata)
-            if len(metadata) > METADATA_MAX_KEYS:
-                raise InvalidPayment(f"metadata may hold at most {METADATA_MAX_KEYS} keys after the merge")
-            requested["metadata_"] = metadata
-        changes = {field: value for field, value in requested.items() if getattr(payment, field) != value}
-        self._check_changes_allowed(payment, changes)
-        amount = data.amount_total if data.amount_total is not None else payment.amount_total
-        self._check_amount(amount, data.currency or payment.currency)
-        if not changes:
-            return payment
-        try:
-            return await self.payments.update(payment.id, changes)
-        except UniqueViolation as exc:
-            raise DuplicatePayment("Another payment already has this payment_id or checkout_session_id") from exc
+    async def get(self, principal: Principal, payment_id: int) -> PaymentRecord:
+        return _visible_to(await self.payments.get(payment_id), principal)
 
-    @staticmethod
-    def _check_changes_allowed(payment: Payment, changes: dict[str, Any]) -> None:
-        for field in GATEWAY_REFERENCES:
-            # A gateway id may be filled in once it is known, never changed or cleared afterwards.
-            if field in changes and getattr(payment, field) is not None:
-                raise ImmutableField(f"{field} is already set and cannot be changed")
-        locked = [field for field in LOCKED_AFTER_PENDING if field in changes]
-        if locked and payment.payment_status != PaymentStatus.PENDING:
-            raise ImmutableField(
-                f"{' and '.join(locked)} can only change while the payment is pending "
-                f"(it is {payment.payment_status.value})"
-            )
+    async def get_by_gateway_id(self, principal: Principal, gateway_payment_id: str) -> PaymentRecord:
+        return _visible_to(await self.payments.get_by_gateway_id(gateway_payment_id), principal)
 
-    @staticmethod
-    def _check_amount(amount: Decimal, currency: str) -> None:
-        problem = amount_problem(amount, currency)
-        if problem is not None:
-            raise InvalidPayment(f"amount_total {problem}")
+    async def history(self, principal: Principal, payment_id: int) -> list[StatusChange]:
+        payment = _visible_to(await self.payments.get(payment_id), principal)
+        return await self.payments.history(payment.id)
 
-    async def change_status(
-        self, principal: Principal, payment_id: int, target: PaymentStatus, expected: ExpectedVersions = None
-    ) -> Payment | PaymentRow:
-        """Move a payment to `target` under a row lock, so concurrent moves are serialized."""
-        payment = _visible_to(await self.payments.get_for_update(payment_id), principal)
-        _check_precondition(payment, expected)
-        return await self.move(payment, target, actor=principal.actor)
-
-    async def move(
-        self, payment: Payment, target: PaymentStatus, *, actor: str, event_id: str | None = None
-    ) -> Payment | PaymentRow:
-        """Apply the status rules to a payment the caller has locked, and record the move."""
-        current = payment.payment_status
-        if current == target:
-            return payment
-        if not can_transition(current, target):
-            raise IllegalStatusTransition(f"Cannot move a payment from {current.value} to {target.value}")
-        moved = await self.payments.move_with_history(
-            payment.id, current, target, actor=actor, request_id=self.request_id, event_id=event_id
-        )
-        STATUS_TRANSITIONS.labels(current.value, target.value).inc()
-        logger.info(
-            "payment status changed",
-            extra={
-                "payment_id": payment.id,
-                "from_status": current.value,
-                "to_status": target.value,
-                "actor": actor,
-                "event_id": event_id,
-            },
-        )
-        return moved
-
-    async def cancel(
-        self, principal: Principal, payment_id: int, expected: ExpectedVersions = None
-    ) -> Payment | PaymentRow:
-        return await self.change_status(principal, payment_id, PaymentStatus.CANCELED, expected)
-
-
-class PaymentReader:
-    """The GET side: the same ownership rules, on read-only queries."""
-
-    def __init__(self, reads: PaymentReads) -> None:
-        self.reads = reads
-
-    async def get(self, principal: Principal, payment_id: int) -> PaymentRow:
-        return _visible_to(await self.reads.get(payment_id), principal)
-
-    async def get_by_gateway_id(self, principal: Principal, gateway_payment_id: str) -> PaymentRow:
-        return _visible_to(await self.reads.get_by_gateway_id(gateway_payment_id), principal)
-
-    async def status_history(self, principal: Principal, payment_id: int) -> list[dict[str, Any]]:
-        payment = _visible_to(await self.reads.get(payment_id), principal)
-        return await self.reads.status_history(payment["id"])
-
-    async def list_for_booking(self, principal: Principal, booking_id: str) -> list[PaymentRow]:
+    async def list_for_booking(self, principal: Principal, booking_id: str) -> list[PaymentRecord]:
         owner = None if principal.is_admin else principal.user_id
-        return await self.reads.list_for_booking(booking_id, user_id=owner)
+        return await self.payments.list_for_booking(booking_id, user_id=owner)
 
     async def list_own(self, principal: Principal, query: PaymentListQuery) -> Page:
         return await self._list(query, user_id=principal.user_id)
@@ -209,10 +118,153 @@ class PaymentReader:
             metadata=query.metadata_filter() or None,
         )
         position = query.position()
-        return await self.reads.list_page(
+        return await self.payments.list_page(
             filters,
             limit=query.size,
             offset=0 if position is not None else (query.page - 1) * query.size,
             after=position,
             with_total=query.counts_total(),
+        )
+
+    # -- writes --------------------------------------------------------------------------------
+
+    async def create(
+        self, principal: Principal, data: PaymentCreate, key: NewPaymentKey | None = None
+    ) -> PaymentRecord:
+        """Record a new payment owned by the caller, with its creation in the history: one
+        statement, which with an Idempotency-Key also stores the key's response."""
+        values = data.model_dump(exclude={"user_id", "metadata"})
+        values["metadata"] = merge_metadata({}, data.metadata)
+        values["user_id"] = principal.user_id
+        if key is None:
+            payment = await self.payments.insert(values, actor=principal.actor, request_id=self.request_id)
+        else:
+            payment_id, created_at = key.reserved()
+            new = PaymentRecord.model_validate(
+                {**values, "id": payment_id, "version": 1, "created_at": created_at, "updated_at": created_at}
+            )
+            try:
+                payment = await self.payments.insert_completing_key(
+                    new, key.completion(new), actor=principal.actor, request_id=self.request_id
+                )
+            except KeyTakenOver as taken_over:
+                raise IdempotencyKeyInFlight(KEY_TAKEN_OVER) from taken_over
+        if payment is None:
+            raise DuplicatePayment("A payment with this payment_id or checkout_session_id already exists")
+        PAYMENTS_CREATED.labels(payment.provider.value, payment.currency).inc()
+        logger.info(
+            "payment created",
+            extra={"payment_id": payment.id, "to_status": payment.payment_status.value, "actor": principal.actor},
+        )
+        return payment
+
+    async def update(
+        self, principal: Principal, payment_id: int, data: PaymentUpdate, expected: ExpectedVersions = None
+    ) -> PaymentRecord:
+        async with self.uow.transaction():
+            payment = _visible_to(await self.payments.get(payment_id, locked=True), principal)
+            _check_precondition(payment, expected)
+            changes = self._changes(payment, data)
+            if not changes:
+                return payment
+            try:
+                return await self.payments.update(payment, changes)
+            except UniqueViolation as exc:
+                raise DuplicatePayment("Another payment already has this payment_id or checkout_session_id") from exc
+
+    def _changes(self, payment: PaymentRecord, data: PaymentUpdate) -> dict[str, Any]:
+        """The fields that `data` changes, once checked against the stored payment."""
+        requested = data.changes()
+        if data.metadata is not None:
+            requested["metadata"] = metadata = merge_metadata(payment.metadata, data.metadata)
+            if len(metadata) > METADATA_MAX_KEYS:
+                raise InvalidPayment("metadata", f"may hold at most {METADATA_MAX_KEYS} keys after the merge")
+        changes = {field: value for field, value in requested.items() if getattr(payment, field) != value}
+        self._check_changes_allowed(payment, changes)
+        amount = data.amount_total if data.amount_total is not None else payment.amount_total
+        problem = amount_problem(amount, data.currency or payment.currency)
+        if problem is not None:
+            raise InvalidPayment("amount_total", problem)
+        return changes
+
+    @staticmethod
+    def _check_changes_allowed(payment: PaymentRecord, changes: dict[str, Any]) -> None:
+        for field in GATEWAY_REFERENCES:
+            # A gateway id may be filled in once it is known, never changed or cleared afterwards.
+            if field in changes and getattr(payment, field) is not None:
+                raise ImmutableField(f"{field} is already set and cannot be changed")
+        locked = [field for field in LOCKED_AFTER_PENDING if field in changes]
+        if locked and payment.payment_status != PaymentStatus.PENDING:
+            raise ImmutableField(
+                f"{' and '.join(locked)} can only change while the payment is pending "
+                f"(it is {payment.payment_status.value})"
+            )
+
+    async def change_status(
+        self, principal: Principal, payment_id: int, target: PaymentStatus, expected: ExpectedVersions = None
+    ) -> PaymentRecord:
+        """Move a payment to `target`: one statement that locks the row, checks who may, the
+        If-Match version and the status rules, moves it and records the move. Concurrent moves of
+        one payment are serialized by the row lock, each checked against the status the previous
+        one left."""
+        move = await self.payments.move(
+            payment_id,
+            target,
+            from_statuses=_MOVES_TO[target],
+            owner=None if principal.is_admin else principal.user_id,
+            versions=expected,
+            actor=principal.actor,
+            request_id=self.request_id,
+        )
+        payment = _visible_to(move.payment if move else None, principal)
+        if move is not None and move.moved:
+            self._moved(move, target, principal.actor, None)
+            return payment
+        # Not moved: the same checks, in the order the statement applied them, say why.
+        _check_precondition(payment, expected)
+        if payment.payment_status == target:
+            return payment  # already there: a no-op
+        raise IllegalStatusTransition(f"Cannot move a payment from {payment.payment_status.value} to {target.value}")
+
+    async def cancel(self, principal: Principal, payment_id: int, expected: ExpectedVersions = None) -> PaymentRecord:
+        return await self.change_status(principal, payment_id, PaymentStatus.CANCELED, expected)
+
+    async def move_locked(
+        self, payment: PaymentRecord, target: PaymentStatus, *, actor: str, event_id: str | None
+    ) -> PaymentRecord:
+        """Apply the status rules to a payment this transaction has locked, and record the move
+        (a provider's webhook); the current status is a no-op."""
+        if payment.payment_status == target:
+            return payment
+        if not can_transition(payment.payment_status, target):
+            raise IllegalStatusTransition(
+                f"Cannot move a payment from {payment.payment_status.value} to {target.value}"
+            )
+        move = await self.payments.move(
+            payment.id,
+            target,
+            from_statuses=[payment.payment_status],
+            owner=None,
+            versions=None,
+            actor=actor,
+            request_id=self.request_id,
+            event_id=event_id,
+        )
+        if move is None or not move.moved:  # impossible: this transaction holds the row lock
+            raise LookupError(f"payment {payment.id} could not be moved although it is locked")
+        self._moved(move, target, actor, event_id)
+        return move.payment
+
+    @staticmethod
+    def _moved(move: Move, target: PaymentStatus, actor: str, event_id: str | None) -> None:
+        STATUS_TRANSITIONS.labels(move.from_status.value, target.value).inc()
+        logger.info(
+            "payment status changed",
+            extra={
+                "payment_id": move.payment.id,
+                "from_status": move.from_status.value,
+                "to_status": target.value,
+                "actor": actor,
+                "event_id": event_id,
+            },
         )

@@ -5,14 +5,14 @@ import logging
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from app.core.currencies import MINOR_UNITS
+from app.core.database import UnitOfWork
 from app.core.metrics import WEBHOOK_EVENTS
-from app.models import Payment, WebhookEvent, WebhookOutcome
-from app.repositories.payments import PaymentRepository, UniqueViolation
-from app.repositories.webhooks import WebhookEventRepository
-from app.schemas.webhook import StripeEvent
+from app.models import WebhookOutcome
+from app.repositories.payments import Payments, UniqueViolation
+from app.repositories.webhooks import WebhookEvents
+from app.schemas.payment import PaymentRecord
+from app.schemas.webhook import StripeEvent, WebhookEventRecord
 from app.services.payments import PaymentService
 from app.services.status_rules import can_transition
 from app.services.stripe_events import Ignored, ProviderUpdate, interpret
@@ -37,7 +37,7 @@ def stripe_minor_units(currency: str) -> int:
     return STRIPE_MINOR_UNITS.get(currency, MINOR_UNITS[currency])
 
 
-def amount_mismatch(payment: Payment, update: ProviderUpdate) -> str | None:
+def amount_mismatch(payment: PaymentRecord, update: ProviderUpdate) -> str | None:
     """Why the event's amount or currency differs from the payment's, or None when they agree.
     Stripe sends integer minor units; the ISO 4217 exponent (or Stripe's own, for the few currencies
     where they differ) turns them into a decimal amount."""
@@ -55,18 +55,23 @@ def amount_mismatch(payment: Payment, update: ProviderUpdate) -> str | None:
 
 
 class StripeWebhookService:
-    def __init__(self, session: AsyncSession, *, request_id: str | None = None) -> None:
-        self.events = WebhookEventRepository(session)
-        self.payments = PaymentRepository(session)
-        self.payment_service = PaymentService(session, request_id=request_id)
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.uow = uow
+        self.events = WebhookEvents(uow)
+        self.payments = Payments(uow)
+        self.payment_service = PaymentService(uow)
 
     async def handle(self, event: StripeEvent) -> WebhookResult:
-        recorded = await self.events.register(STRIPE, event.id, event.type)
-        if recorded is None:
-            known = await self.events.count_redelivery(STRIPE, event.id)
-            return WebhookResult(known.outcome, duplicate=True)
-        outcome, payment, detail = await self._apply(event)
-        await self.events.set_outcome(recorded, outcome, payment_id=payment.id if payment else None, detail=detail)
+        """Record the event once and apply it, in one transaction: a redelivery racing the first
+        delivery waits for it at the event's unique key."""
+        async with self.uow.transaction():
+            recorded = await self.events.register(STRIPE, event.id, event.type)
+            if recorded is None:
+                known = await self.events.count_redelivery(STRIPE, event.id)
+                return WebhookResult(known.outcome, duplicate=True)
+            outcome, payment, detail = await self._apply(event)
+            payment_id = payment.id if payment else None
+            await self.events.set_outcome(recorded, outcome, payment_id=payment_id, detail=detail)
         WEBHOOK_EVENTS.labels(STRIPE, outcome.value).inc()
         log = logger.warning if outcome is WebhookOutcome.ANOMALY else logger.info
         log(
@@ -79,7 +84,7 @@ class StripeWebhookService:
         )
         return WebhookResult(outcome, duplicate=False)
 
-    async def _apply(self, event: StripeEvent) -> tuple[WebhookOutcome, Payment | None, str | None]:
+    async def _apply(self, event: StripeEvent) -> tuple[WebhookOutcome, PaymentRecord | None, str | None]:
         try:
             update = interpret(event.type, event.data.object)
         except Ignored as reason:
@@ -100,7 +105,8 @@ class StripeWebhookService:
             return WebhookOutcome.ANOMALY, payment, "the event's payment intent differs from the payment's"
         if update.payment_intent_id is not None and payment.payment_id is None:
             try:
-                payment = await self.payments.update(payment.id, {"payment_id": update.payment_intent_id})
+                async with self.uow.savepoint():
+                    payment = await self.payments.update(payment, {"payment_id": update.payment_intent_id})
             except UniqueViolation:
                 return WebhookOutcome.ANOMALY, payment, "its payment intent belongs to another payment"
             linked = True
@@ -108,10 +114,10 @@ class StripeWebhookService:
         if current == update.target or not can_transition(current, update.target):
             detail = f"{current.value} -> {update.target.value} not applied"
             return (WebhookOutcome.APPLIED if linked else WebhookOutcome.STALE), payment, detail
-        await self.payment_service.move(payment, update.target, actor=STRIPE, event_id=event.id)
+        await self.payment_service.move_locked(payment, update.target, actor=STRIPE, event_id=event.id)
         return WebhookOutcome.APPLIED, payment, f"{current.value} -> {update.target.value}"
 
     async def list_events(
         self, *, outcome: WebhookOutcome | None, page: int, size: int
-    ) -> tuple[list[WebhookEvent], int]:
+    ) -> tuple[list[WebhookEventRecord], int]:
         return await self.events.list_page(outcome=outcome, offset=(page - 1) * size, limit=size)

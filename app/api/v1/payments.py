@@ -1,27 +1,28 @@
 from math import ceil
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, Request, status
+from fastapi import APIRouter, Header, Path, Query, status
 from starlette.responses import Response
 
-from app.api.idempotency import DriverIdempotencyDep, IdempotencyDep
+from app.api.idempotency import IdempotencyDep, NewPaymentIdempotencyDep
 from app.api.problems import problem_responses
 from app.api.responses import model_response, parse_if_match, payment_response
 from app.core.pagination import Keyset, encode_cursor
 from app.dependencies.auth import AdminUser, CurrentUser
-from app.dependencies.services import PaymentCreatorDep, PaymentServiceDep, payment_reader
-from app.repositories.payment_reads import Page, PaymentRow
+from app.dependencies.database import UnitOfWorkDep
+from app.repositories.payments import Page
 from app.schemas.fields import GatewayId, Reference
 from app.schemas.payment import (
     AdminPaymentListQuery,
     PaymentCreate,
     PaymentListQuery,
     PaymentPage,
-    PaymentRead,
+    PaymentRecord,
     PaymentStatusUpdate,
     PaymentUpdate,
-    StatusHistoryEntry,
+    StatusChange,
 )
+from app.services.payments import PaymentService
 
 router = APIRouter(prefix="/api/v1/payments", tags=["payments"], responses=problem_responses(401, 422, 503))
 
@@ -43,9 +44,9 @@ def single(status_code: int = 200, *errors: int) -> dict[int | str, dict[str, ob
 
 def _page(page: Page, query: PaymentListQuery) -> PaymentPage:
     last = page.rows[-1] if page.rows else None
-    next_cursor = encode_cursor(Keyset(last["created_at"], last["id"])) if last is not None and page.has_more else None
+    next_cursor = encode_cursor(Keyset(last.created_at, last.id)) if last is not None and page.has_more else None
     return PaymentPage(
-        items=[PaymentRead.model_validate(row) for row in page.rows],
+        items=[PaymentRecord.model_validate(row) for row in page.rows],
         total=page.total,
         page=query.page if query.cursor is None else None,
         size=query.size,
@@ -55,23 +56,24 @@ def _page(page: Page, query: PaymentListQuery) -> PaymentPage:
 
 
 # First: routes are tried in order, and this is the busiest one.
-@router.get("/{id}", response_model=PaymentRead, responses=single(200, 404), summary="One payment")
-async def get_payment(id: PaymentIdPath, user: CurrentUser, request: Request) -> Response:
-    return payment_response(await payment_reader(request).get(user, id))
+@router.get("/{id}", response_model=PaymentRecord, responses=single(200, 404), summary="One payment")
+async def get_payment(id: PaymentIdPath, user: CurrentUser, uow: UnitOfWorkDep) -> Response:
+    return payment_response(await PaymentService(uow).get(user, id))
 
 
 @router.post(
     "/",
     status_code=status.HTTP_201_CREATED,
-    response_model=PaymentRead,
+    response_model=PaymentRecord,
     responses=single(201, 400, 409, 413),
     summary="Record a payment (owner: the caller); Idempotency-Key supported",
 )
 async def create_payment(
-    body: PaymentCreate, user: CurrentUser, creator: PaymentCreatorDep, idempotency: DriverIdempotencyDep
+    body: PaymentCreate, user: CurrentUser, uow: UnitOfWorkDep, idempotency: NewPaymentIdempotencyDep
 ) -> Response:
     async def work() -> Response:
-        return payment_response(await creator.create(user, body), status.HTTP_201_CREATED)
+        payment = await PaymentService(uow).create(user, body, idempotency.new_payment_key())
+        return idempotency.stored_response() or payment_response(payment, status.HTTP_201_CREATED)
 
     return await idempotency.run(work)
 
@@ -85,8 +87,8 @@ METADATA_FILTER_DOC = (
 @router.get(
     "/", response_model=PaymentPage, summary="The caller's payments, newest first", description=METADATA_FILTER_DOC
 )
-async def list_payments(query: Annotated[PaymentListQuery, Query()], user: CurrentUser, request: Request) -> Response:
-    return model_response(_page(await payment_reader(request).list_own(user, query), query))
+async def list_payments(query: Annotated[PaymentListQuery, Query()], user: CurrentUser, uow: UnitOfWorkDep) -> Response:
+    return model_response(_page(await PaymentService(uow).list_own(user, query), query))
 
 
 @router.get(
@@ -97,59 +99,59 @@ async def list_payments(query: Annotated[PaymentListQuery, Query()], user: Curre
     description=METADATA_FILTER_DOC,
 )
 async def list_all_payments(
-    query: Annotated[AdminPaymentListQuery, Query()], admin: AdminUser, request: Request
+    query: Annotated[AdminPaymentListQuery, Query()], admin: AdminUser, uow: UnitOfWorkDep
 ) -> Response:
-    return model_response(_page(await payment_reader(request).list_all(query), query))
+    return model_response(_page(await PaymentService(uow).list_all(query), query))
 
 
 @router.get(
     "/payment-gateway/{payment_id}",
-    response_model=PaymentRead,
+    response_model=PaymentRecord,
     responses=single(200, 404),
     summary="A payment by the gateway's payment id",
 )
 async def get_payment_by_gateway_id(
-    payment_id: Annotated[GatewayId, Path()], user: CurrentUser, request: Request
+    payment_id: Annotated[GatewayId, Path()], user: CurrentUser, uow: UnitOfWorkDep
 ) -> Response:
-    return payment_response(await payment_reader(request).get_by_gateway_id(user, payment_id))
+    return payment_response(await PaymentService(uow).get_by_gateway_id(user, payment_id))
 
 
 @router.get(
     "/booking/{booking_id}",
-    response_model=list[PaymentRead],
+    response_model=list[PaymentRecord],
     summary="The caller's payments for a booking, oldest first (admins: everyone's)",
 )
 async def list_payments_for_booking(
-    booking_id: Annotated[Reference, Path()], user: CurrentUser, request: Request
-) -> list[PaymentRow]:
-    return await payment_reader(request).list_for_booking(user, booking_id)
+    booking_id: Annotated[Reference, Path()], user: CurrentUser, uow: UnitOfWorkDep
+) -> list[PaymentRecord]:
+    return await PaymentService(uow).list_for_booking(user, booking_id)
 
 
 @router.get(
     "/{id}/history",
-    response_model=list[StatusHistoryEntry],
+    response_model=list[StatusChange],
     responses=problem_responses(404),
     summary="The payment's status changes, oldest first (owner or admin)",
 )
-async def get_payment_history(id: PaymentIdPath, user: CurrentUser, request: Request) -> list[object]:
-    return list(await payment_reader(request).status_history(user, id))
+async def get_payment_history(id: PaymentIdPath, user: CurrentUser, uow: UnitOfWorkDep) -> list[StatusChange]:
+    return await PaymentService(uow).history(user, id)
 
 
 @router.put(
     "/{id}",
-    response_model=PaymentRead,
+    response_model=PaymentRecord,
     responses=single(200, 404, 409, 412, 413),
     summary="Change a payment's mutable fields (only those sent); If-Match supported",
 )
 async def update_payment(
-    id: PaymentIdPath, body: PaymentUpdate, user: CurrentUser, service: PaymentServiceDep, if_match: IfMatch = None
+    id: PaymentIdPath, body: PaymentUpdate, user: CurrentUser, uow: UnitOfWorkDep, if_match: IfMatch = None
 ) -> Response:
-    return payment_response(await service.update(user, id, body, parse_if_match(if_match)))
+    return payment_response(await PaymentService(uow).update(user, id, body, parse_if_match(if_match)))
 
 
 @router.patch(
     "/{id}/status",
-    response_model=PaymentRead,
+    response_model=PaymentRecord,
     responses=single(200, 400, 404, 409, 412, 413),
     summary="Move a payment to another status; Idempotency-Key and If-Match supported",
 )
@@ -157,30 +159,32 @@ async def change_payment_status(
     id: PaymentIdPath,
     body: PaymentStatusUpdate,
     user: CurrentUser,
-    service: PaymentServiceDep,
+    uow: UnitOfWorkDep,
     idempotency: IdempotencyDep,
     if_match: IfMatch = None,
 ) -> Response:
     async def work() -> Response:
-        return payment_response(await service.change_status(user, id, body.payment_status, parse_if_match(if_match)))
+        return payment_response(
+            await PaymentService(uow).change_status(user, id, body.payment_status, parse_if_match(if_match))
+        )
 
     return await idempotency.run(work)
 
 
 @router.delete(
     "/{id}",
-    response_model=PaymentRead,
+    response_model=PaymentRecord,
     responses=single(200, 400, 404, 409, 412, 413),
     summary="Cancel a payment (it is kept, with status canceled); Idempotency-Key and If-Match supported",
 )
 async def cancel_payment(
     id: PaymentIdPath,
     user: CurrentUser,
-    service: PaymentServiceDep,
+    uow: UnitOfWorkDep,
     idempotency: IdempotencyDep,
     if_match: IfMatch = None,
 ) -> Response:
     async def work() -> Response:
-        return payment_response(await service.cancel(user, id, parse_if_match(if_match)))
+        return payment_response(await PaymentService(uow).cancel(user, id, parse_if_match(if_match)))
 
     return await idempotency.run(work)

@@ -7,8 +7,9 @@ from app.api.problems import problem_responses
 from app.core.errors import InvalidWebhook, WebhooksNotConfigured
 from app.core.webhook_signatures import InvalidSignature, verify_stripe_signature
 from app.dependencies.auth import AdminUser
-from app.dependencies.services import StripeWebhookServiceDep, WebhookReaderDep
-from app.schemas.webhook import StripeEvent, WebhookAck, WebhookEventPage, WebhookEventQuery, WebhookEventRead
+from app.dependencies.database import UnitOfWorkDep
+from app.schemas.webhook import StripeEvent, WebhookAck, WebhookEventPage, WebhookEventQuery, WebhookEventRecord
+from app.services.webhooks import StripeWebhookService
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 
@@ -27,7 +28,7 @@ router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 )
 async def receive_stripe_event(
     request: Request,
-    service: StripeWebhookServiceDep,
+    uow: UnitOfWorkDep,
     stripe_signature: Annotated[str | None, Header(alias="Stripe-Signature")] = None,
 ) -> WebhookAck:
     settings = request.app.state.settings
@@ -43,7 +44,7 @@ async def receive_stripe_event(
         event = StripeEvent.model_validate_json(payload)
     except ValidationError as exc:
         raise InvalidWebhook("The body is not a Stripe event") from exc
-    result = await service.handle(event)
+    result = await StripeWebhookService(uow).handle(event)
     return WebhookAck(event_id=event.id, outcome=result.outcome, duplicate=result.duplicate)
 
 
@@ -54,9 +55,9 @@ async def receive_stripe_event(
     summary="Recorded provider events, newest first (admins only)",
 )
 async def list_webhook_events(
-    query: Annotated[WebhookEventQuery, Query()], admin: AdminUser, service: WebhookReaderDep
+    query: Annotated[WebhookEventQuery, Query()], admin: AdminUser, uow: UnitOfWorkDep
 ) -> WebhookEventPage:
-    items, total = await service.list_events(outcome=query.outcome, page=query.page, size=query.size)
+    items, total = await StripeWebhookService(uow).list_events(outcome=query.outcome, page=query.page, size=query.size)
     return WebhookEventPage.build(
-        [WebhookEventRead.model_validate(item) for item in items], total, query.page, query.size
+        [WebhookEventRecord.model_validate(item) for item in items], total, query.page, query.size
     )
