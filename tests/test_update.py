@@ -100,7 +100,9 @@ async def test_amount_precision_is_checked_against_the_resulting_currency(
     change: dict[str, str],
 ) -> None:
     payment = await make_payment(db, user_id=1, amount=stored_payment["amount"], currency=stored_payment["currency"])
-    assert_problem(await client.put(url(payment.id), json=change, headers=auth(1)), 422)
+    problem = assert_problem(await client.put(url(payment.id), json=change, headers=auth(1)), 422)
+    # Same shape as every other 422: `errors` names the amount that does not fit the currency.
+    assert [error["location"] for error in problem["errors"]] == ["body.amount_total"], problem
     row = await stored(db, payment.id)
     assert row is not None and row.currency == stored_payment["currency"]
 
