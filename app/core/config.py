@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     stripe_webhook_tolerance_seconds: int = Field(default=300, ge=1)
 
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # How long a client may take to send its whole body (then 408); no database resource is held
+    # while it arrives.
+    request_body_timeout_seconds: float = Field(default=10.0, gt=0)
 
     metrics_enabled: bool = True
     # When set, GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>`.
