@@ -63,8 +63,8 @@ bench-instructions: install ## Instructions per request (valgrind) for GET by id
 	$(BIN)/pip install --quiet -r bench/requirements.txt
 	$(BIN)/python -m bench.instructions $(BENCH_ARGS)
 
-token: install-dev ## Mint a dev JWT: make token USER=123 [ADMIN=1]
-	@$(BIN)/python -m scripts.mint_token "$(TOKEN_USER)" $(if $(filter 1 true yes,$(ADMIN)),--admin,)
+token: install-dev ## Mint a dev JWT: make token USER=123 [SERVICE=1 | ADMIN=1]
+	@$(BIN)/python -m scripts.mint_token "$(TOKEN_USER)" $(if $(filter 1 true yes,$(ADMIN)),--admin,) $(if $(filter 1 true yes,$(SERVICE)),--service,)
 
 db-url: install-dev ## Print the embedded PostgreSQL's URL (starting it if needed)
 	@$(BIN)/python -m scripts.embedded_postgres

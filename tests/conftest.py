@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import (
 
 from app.core.config import Settings
 from app.core.database import Connection, Database, set_up_connection
-from app.core.security import ADMIN_ROLE, create_access_token
+from app.core.security import create_access_token
 from app.main import attach_database, create_app
 from app.models import Payment, PaymentProvider, PaymentStatus
 from tests import databases
@@ -157,10 +157,12 @@ TokenFactory = Callable[..., dict[str, str]]
 
 @pytest.fixture
 def auth(settings: Settings) -> TokenFactory:
-    """auth(user_id, admin=False) -> headers with a valid bearer token."""
+    """auth(user_id, admin=False, service=False) -> headers with a valid bearer token: an end user's,
+    an admin's or a trusted backend's."""
 
-    def make(user_id: int, *, admin: bool = False) -> dict[str, str]:
-        token = create_access_token(user_id, settings, roles=[ADMIN_ROLE] if admin else [])
+    def make(user_id: int, *, admin: bool = False, service: bool = False) -> dict[str, str]:
+        roles = [settings.admin_role] if admin else [settings.service_role] if service else []
+        token = create_access_token(user_id, settings, roles=roles)
         return {"Authorization": f"Bearer {token}"}
 
     return make

@@ -41,9 +41,11 @@ async def test_every_single_payment_response_carries_its_etag(
 
     put = await client.put(f"{PAYMENTS}{payment_id}", json={"description": "a"}, headers=auth(1))
     assert (put.headers["etag"], put.json()["version"]) == ('"2"', 2)
-    patch = await client.patch(f"{PAYMENTS}{payment_id}/status", json={"payment_status": "failed"}, headers=auth(1))
+    patch = await client.patch(
+        f"{PAYMENTS}{payment_id}/status", json={"payment_status": "failed"}, headers=auth(1, service=True)
+    )
     assert patch.headers["etag"] == '"3"'
-    delete = await client.delete(f"{PAYMENTS}{payment_id}", headers=auth(1))
+    delete = await client.delete(f"{PAYMENTS}{payment_id}", headers=auth(1, service=True))
     assert (delete.headers["etag"], delete.json()["version"]) == ('"4"', 4)
     assert (await stored(db, payment_id)).version == 4  # type: ignore[union-attr]
 
@@ -53,9 +55,9 @@ async def test_no_op_changes_do_not_bump_the_version(
 ) -> None:
     payment = await make_payment(db, user_id=1, description="same")
     url = f"{PAYMENTS}{payment.id}"
-    assert (await client.patch(f"{url}/status", json={"payment_status": "pending"}, headers=auth(1))).headers[
-        "etag"
-    ] == '"1"'
+    assert (
+        await client.patch(f"{url}/status", json={"payment_status": "pending"}, headers=auth(1, service=True))
+    ).headers["etag"] == '"1"'
     assert (await client.put(url, json={"description": "same"}, headers=auth(1))).headers["etag"] == '"1"'
     assert (await stored(db, payment.id)).version == 1  # type: ignore[union-attr]
     assert await history_rows(db, payment.id) == []
@@ -67,7 +69,7 @@ async def test_stale_if_match_is_412_and_changes_nothing(
 ) -> None:
     payment = await make_payment(db, user_id=1, description="before")
     await client.put(f"{PAYMENTS}{payment.id}", json={"description": "v2"}, headers=auth(1))
-    headers = {**auth(1), "If-Match": '"1"'}
+    headers = {**auth(1, service=method == "patch"), "If-Match": '"1"'}  # users only cancel
     url, payload = {
         "put": (f"{PAYMENTS}{payment.id}", {"description": "v3"}),
         "patch": (f"{PAYMENTS}{payment.id}/status", {"payment_status": "processing"}),
@@ -88,7 +90,7 @@ async def test_current_if_match_lets_the_change_through(
     response = await client.patch(
         f"{PAYMENTS}{payment.id}/status",
         json={"payment_status": "processing"},
-        headers={**auth(1), "If-Match": if_match},
+        headers={**auth(1, service=True), "If-Match": if_match},
     )
     assert response.status_code == 200
     assert response.headers["etag"] == '"2"'
@@ -124,10 +126,11 @@ async def test_history_records_creation_and_each_move_with_actor_and_request_id(
     payment_id = created.json()["id"]
     url = f"{PAYMENTS}{payment_id}"
     await client.patch(
-        f"{url}/status", json={"payment_status": "processing"}, headers={**auth(5), "X-Request-ID": "r2"}
+        f"{url}/status", json={"payment_status": "processing"}, headers={**auth(6, service=True), "X-Request-ID": "r2"}
     )
-    await client.patch(f"{url}/status", json={"payment_status": "processing"}, headers=auth(5))  # no-op
-    await client.patch(f"{url}/status", json={"payment_status": "refunded"}, headers=auth(5))  # refused
+    await client.patch(f"{url}/status", json={"payment_status": "processing"}, headers=auth(6, service=True))  # no-op
+    await client.patch(f"{url}/status", json={"payment_status": "refunded"}, headers=auth(6, service=True))  # refused
+    await client.patch(f"{url}/status", json={"payment_status": "succeeded"}, headers=auth(5))  # forbidden
     await client.patch(f"{url}/status", json={"payment_status": "succeeded"}, headers={**auth(9, admin=True)})
 
     response = await client.get(f"{url}/history", headers=auth(5))
@@ -135,8 +138,8 @@ async def test_history_records_creation_and_each_move_with_actor_and_request_id(
     entries = response.json()
     assert [(e["from_status"], e["to_status"], e["actor"]) for e in entries] == [
         (None, "pending", "user:5"),
-        ("pending", "processing", "user:5"),
-        ("processing", "succeeded", "user:9"),
+        ("pending", "processing", "service:6"),
+        ("processing", "succeeded", "admin:9"),
     ]
     assert [e["request_id"] for e in entries[:2]] == ["req-create", "r2"]
     assert entries[2]["request_id"]  # generated when the caller sent none

@@ -80,8 +80,10 @@ async def test_create_with_only_a_checkout_session(client: httpx.AsyncClient, au
 
 
 @pytest.mark.parametrize("status", list(PaymentStatus))
-async def test_create_in_any_status(client: httpx.AsyncClient, auth: TokenFactory, status: PaymentStatus) -> None:
-    response = await client.post(PAYMENTS, json=body(payment_status=status.value), headers=auth(1))
+async def test_a_backend_may_create_in_any_status(
+    client: httpx.AsyncClient, auth: TokenFactory, status: PaymentStatus
+) -> None:
+    response = await client.post(PAYMENTS, json=body(payment_status=status.value), headers=auth(1, service=True))
     assert response.status_code == 201
     assert response.json()["payment_status"] == status.value
 

@@ -119,7 +119,7 @@ async def test_a_failed_domain_check_rolls_back_the_work_but_stores_the_answer(
     client: httpx.AsyncClient, auth: TokenFactory, db: AsyncSession
 ) -> None:
     payment = await make_payment(db, user_id=1, status=PaymentStatus.SUCCEEDED)
-    headers = with_key(auth(1), "key-illegal")
+    headers = with_key(auth(1, service=True), "key-illegal")
     response = await client.patch(f"{PAYMENTS}{payment.id}/status", json={"payment_status": "pending"}, headers=headers)
     assert_problem(response, 409, "/illegal-status-transition")
     [key] = await keys(db)
@@ -193,7 +193,7 @@ async def test_an_expired_key_runs_the_request_again(
 ) -> None:
     payment = await make_payment(db, user_id=1)
     url = f"{PAYMENTS}{payment.id}/status"
-    headers = with_key(auth(1), "old")
+    headers = with_key(auth(1, service=True), "old")
     assert (await client.patch(url, json={"payment_status": "failed"}, headers=headers)).status_code == 200
     await db.execute(update(Payment).where(Payment.id == payment.id).values(payment_status=PaymentStatus.SUCCEEDED))
     replay = await client.patch(url, json={"payment_status": "failed"}, headers=headers)
@@ -318,7 +318,7 @@ async def test_a_failed_commit_of_a_status_change_releases_the_key(
         return completed
 
     monkeypatch.setattr(IdempotencyKeys, "complete", complete_then_lose_the_connection)
-    headers = with_key(auth(1), "status-commit-fails")
+    headers = with_key(auth(1, service=True), "status-commit-fails")
     url = f"{PAYMENTS}{payment.id}/status"
     response = await client.patch(url, json={"payment_status": "processing"}, headers=headers)
     assert_problem(response, 503, "/database-unavailable")
@@ -369,7 +369,9 @@ async def test_a_status_change_whose_key_was_taken_over_changes_nothing(
     payment = await make_payment(db, user_id=1, status=PaymentStatus.PENDING)
     a_retry_takes_the_key_over_after_each_claim(monkeypatch)
     url = f"{PAYMENTS}{payment.id}/status"
-    response = await client.patch(url, json={"payment_status": "processing"}, headers=with_key(auth(1), "lost"))
+    response = await client.patch(
+        url, json={"payment_status": "processing"}, headers=with_key(auth(1, service=True), "lost")
+    )
     assert_problem(response, 409, "/idempotency-key-in-flight")
     assert (await stored(db, payment.id)).payment_status is PaymentStatus.PENDING  # type: ignore[union-attr]
     [key] = await keys(db)

@@ -87,7 +87,7 @@ async def test_without_a_database_requests_fail_fast_with_503(
 ) -> None:
     transport = httpx.ASGITransport(app=app_without_database)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        response = await client.request(method, path, json=body, headers=auth(1))
+        response = await client.request(method, path, json=body, headers=auth(1, service=True))
         problem = assert_problem(response, 503, "/database-unavailable")
         assert response.headers["retry-after"] == "2"
         assert "Traceback" not in str(problem) and "asyncpg" not in response.text

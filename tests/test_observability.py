@@ -72,7 +72,7 @@ async def test_log_lines_of_a_request_carry_its_request_id(caplog: pytest.LogCap
 async def test_status_changes_are_logged_and_no_token_or_email_reaches_the_logs(
     client: httpx.AsyncClient, auth: TokenFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    headers = auth(5)
+    headers = auth(5, service=True)
     with caplog.at_level(logging.DEBUG):
         created = await client.post(
             PAYMENTS,
@@ -90,7 +90,7 @@ async def test_status_changes_are_logged_and_no_token_or_email_reaches_the_logs(
         )
     lines = [json.loads(JsonFormatter().format(record)) for record in caplog.records]
     changes = [line for line in lines if line["message"] == "payment status changed"]
-    assert [(c["from_status"], c["to_status"], c["actor"]) for c in changes] == [("pending", "failed", "user:5")]
+    assert [(c["from_status"], c["to_status"], c["actor"]) for c in changes] == [("pending", "failed", "service:5")]
     text = "\n".join(json.dumps(line) for line in lines)
     token = headers["Authorization"].removeprefix("Bearer ")
     assert token not in text and "secret.person" not in text and "Bearer" not in text

@@ -24,6 +24,11 @@ ALLOWED = [
 REFUSED = [(a, b) for a in S for b in S if a != b and (a, b) not in ALLOWED]
 
 
+# The state machine is exercised by a trusted backend (service role) acting on user 1's payment;
+# what end users may do is in tests/test_trust_model.py.
+SERVICE = 7
+
+
 def status_url(payment_id: int) -> str:
     return f"/api/v1/payments/{payment_id}/status"
 
@@ -38,7 +43,9 @@ async def test_allowed_move(
     client: httpx.AsyncClient, auth: TokenFactory, db: AsyncSession, current: S, target: S
 ) -> None:
     payment = await make_payment(db, user_id=1, status=current)
-    response = await client.patch(status_url(payment.id), json={"payment_status": target.value}, headers=auth(1))
+    response = await client.patch(
+        status_url(payment.id), json={"payment_status": target.value}, headers=auth(SERVICE, service=True)
+    )
     assert response.status_code == 200, response.text
     assert response.json()["payment_status"] == target.value
     row = await stored(db, payment.id)
@@ -51,7 +58,9 @@ async def test_refused_move_is_409_and_changes_nothing(
 ) -> None:
     payment = await make_payment(db, user_id=1, status=current)
     before = payment.updated_at
-    response = await client.patch(status_url(payment.id), json={"payment_status": target.value}, headers=auth(1))
+    response = await client.patch(
+        status_url(payment.id), json={"payment_status": target.value}, headers=auth(SERVICE, service=True)
+    )
     problem = assert_problem(response, 409, "/illegal-status-transition")
     assert current.value in problem["detail"] and target.value in problem["detail"]
     row = await stored(db, payment.id)
@@ -64,7 +73,9 @@ async def test_same_status_is_a_200_no_op(
 ) -> None:
     payment = await make_payment(db, user_id=1, status=status)
     before = payment.updated_at
-    response = await client.patch(status_url(payment.id), json={"payment_status": status.value}, headers=auth(1))
+    response = await client.patch(
+        status_url(payment.id), json={"payment_status": status.value}, headers=auth(SERVICE, service=True)
+    )
     assert response.status_code == 200
     assert response.json()["payment_status"] == status.value
     row = await stored(db, payment.id)
@@ -75,7 +86,9 @@ async def test_status_move_updates_updated_at(client: httpx.AsyncClient, auth: T
     from tests.conftest import utc
 
     payment = await make_payment(db, user_id=1, created_at=utc(2026, 1, 1))
-    response = await client.patch(status_url(payment.id), json={"payment_status": "processing"}, headers=auth(1))
+    response = await client.patch(
+        status_url(payment.id), json={"payment_status": "processing"}, headers=auth(SERVICE, service=True)
+    )
     assert response.status_code == 200
     assert response.json()["created_at"] == "2026-01-01T00:00:00Z"
     assert response.json()["updated_at"] != "2026-01-01T00:00:00Z"
@@ -116,12 +129,15 @@ async def test_missing_payment_is_404(client: httpx.AsyncClient, auth: TokenFact
     assert_problem(response, 404)
 
 
-@pytest.mark.parametrize("current", [S.PENDING, S.PROCESSING, S.FAILED])
+@pytest.mark.parametrize(
+    ("current", "service"), [(S.PENDING, False), (S.PENDING, True), (S.PROCESSING, True), (S.FAILED, True)]
+)
 async def test_delete_cancels_and_keeps_the_payment(
-    client: httpx.AsyncClient, auth: TokenFactory, db: AsyncSession, current: S
+    client: httpx.AsyncClient, auth: TokenFactory, db: AsyncSession, current: S, service: bool
 ) -> None:
     payment = await make_payment(db, user_id=1, status=current)
-    response = await client.delete(f"/api/v1/payments/{payment.id}", headers=auth(1))
+    headers = auth(SERVICE, service=True) if service else auth(1)
+    response = await client.delete(f"/api/v1/payments/{payment.id}", headers=headers)
     assert response.status_code == 200
     assert response.json()["payment_status"] == "canceled"
     assert response.json()["id"] == payment.id

@@ -58,6 +58,13 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    # Role names in the token's `roles` claim: admins see every payment and the admin lists; services
+    # (trusted backends) act on any payment and may record a gateway's outcome.
+    admin_role: str = Field(default="admin", min_length=1)
+    service_role: str = Field(default="service", min_length=1)
+    # When every client holding a token is a trusted backend, end-user tokens may also record a
+    # gateway's outcome on their own payments (the behaviour before caller kinds existed).
+    trust_user_tokens: bool = False
 
     idempotency_key_ttl_seconds: int = Field(default=24 * 3600, ge=60)
     # An in-flight key older than this is presumed abandoned (its process died) and may be retried.

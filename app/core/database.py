@@ -13,8 +13,8 @@ transaction commits on its own (autocommit: one round trip, atomic by itself, wh
 routes write a payment, its history and its stored response in one statement); several statements
 that must commit together run in a `transaction()` block, which commits when the block ends (the one
 place that commits), before the response is rendered. Every wait (the gate, connecting, each
-statement, COMMIT) is bounded by one deadline per request, DB_REQUEST_TIMEOUT_SECONDS from its first use of the database, so a hung
-PostgreSQL is answered with 503 instead of a hang.
+statement, COMMIT) is bounded by one deadline per request, DB_REQUEST_TIMEOUT_SECONDS from its first
+use of the database, so a hung PostgreSQL is answered with 503 instead of a hang.
 """
 
 import asyncio

@@ -12,6 +12,7 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 import httpx
@@ -22,7 +23,6 @@ from app.core.config import Settings
 
 logger = logging.getLogger(__name__)
 
-ADMIN_ROLE = "admin"
 _PUBLIC_KEY_TYPES = frozenset({"RSA", "EC", "OKP"})
 _INTEGER = re.compile(r"-?[0-9]{1,19}")
 
@@ -37,14 +37,40 @@ class InvalidToken(Exception):
     audience, or carries no usable user id."""
 
 
+class CallerKind(StrEnum):
+    """Who is calling, from the token's `roles` claim (role names: ADMIN_ROLE, SERVICE_ROLE).
+
+    user: an end user (no role): may create pending payments and read, list and cancel their own.
+    service: a trusted backend (booking service, gateway integration): may act on any payment and
+    record what a gateway did (processing, succeeded, failed, refunded), but not use admin lists.
+    admin: everything, the admin-only lists included."""
+
+    USER = "user"
+    SERVICE = "service"
+    ADMIN = "admin"
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     user_id: int
-    is_admin: bool
+    kind: CallerKind = CallerKind.USER
+    # May record what a gateway did (statuses other than canceled, relinking a booking): services
+    # and admins, and end users too when TRUST_USER_TOKENS is on.
+    records_outcomes: bool = False
+
+    @property
+    def is_admin(self) -> bool:
+        return self.kind is CallerKind.ADMIN
+
+    @property
+    def is_trusted(self) -> bool:
+        """A backend or an admin: acts on any payment and may record a gateway's outcome."""
+        return self.kind is not CallerKind.USER
 
     @property
     def actor(self) -> str:
-        return f"user:{self.user_id}"
+        """How the status history names this caller: user:<id>, service:<id> or admin:<id>."""
+        return f"{self.kind.value}:{self.user_id}"
 
 
 def _user_id_from_claims(claims: dict[str, Any]) -> int:
@@ -176,9 +202,18 @@ class TokenVerifier:
             # TypeError/ValueError: PyJWT's answer to a key of the wrong type for the token's
             # algorithm (an ES256 token against an RSA key when both families are configured).
             raise InvalidToken(str(exc)) from exc
-        roles = claims.get("roles")
-        is_admin = isinstance(roles, list) and ADMIN_ROLE in roles
-        return Principal(user_id=_user_id_from_claims(claims), is_admin=is_admin), float(claims["exp"])
+        kind = self._kind(claims.get("roles"))
+        records_outcomes = kind is not CallerKind.USER or self.settings.trust_user_tokens
+        return Principal(_user_id_from_claims(claims), kind, records_outcomes), float(claims["exp"])
+
+    def _kind(self, roles: object) -> CallerKind:
+        if not isinstance(roles, list):
+            return CallerKind.USER
+        if self.settings.admin_role in roles:
+            return CallerKind.ADMIN
+        if self.settings.service_role in roles:
+            return CallerKind.SERVICE
+        return CallerKind.USER
 
     async def _key(self, header: dict[str, Any]) -> Any:
         if self._jwks is not None:

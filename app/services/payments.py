@@ -9,6 +9,7 @@ from app.core.database import UnitOfWork
 from app.core.errors import (
     KEY_TAKEN_OVER,
     DuplicatePayment,
+    Forbidden,
     IdempotencyKeyInFlight,
     IllegalStatusTransition,
     ImmutableField,
@@ -36,6 +37,11 @@ logger = logging.getLogger(__name__)
 
 GATEWAY_REFERENCES = ("payment_id", "checkout_session_id")
 LOCKED_AFTER_PENDING = ("amount_total", "currency")
+# Moving a payment to another booking or property once it is under way is a backend's decision.
+RELINKED_AFTER_PENDING = ("booking_id", "property_id")
+_OUTCOMES_ARE_FOR_BACKENDS = (
+    "only a trusted backend (a token with the service role), an admin or a verified gateway webhook may"
+)
 
 # The versions an If-Match header accepts; None when the request has no If-Match (or `*`).
 ExpectedVersions = Collection[int] | None
@@ -59,9 +65,16 @@ class NewPaymentKey(Protocol):
 
 def _visible_to(payment: PaymentRecord | None, principal: Principal) -> PaymentRecord:
     # Someone else's payment is reported exactly like a missing one, so ids cannot be probed.
-    if payment is None or not (principal.is_admin or payment.user_id == principal.user_id):
+    if payment is None or not (principal.is_trusted or payment.user_id == principal.user_id):
         raise PaymentNotFound("Payment not found")
     return payment
+
+
+def _check_may_move(principal: Principal, target: PaymentStatus) -> None:
+    # An end user saying a payment succeeded is not evidence that money moved: users may only
+    # cancel their own pending payments.
+    if target != PaymentStatus.CANCELED and not principal.records_outcomes:
+        raise Forbidden(f"Moving a payment to {target.value}: {_OUTCOMES_ARE_FOR_BACKENDS} do that")
 
 
 def _check_precondition(payment: PaymentRecord, expected: ExpectedVersions) -> None:
@@ -96,7 +109,7 @@ class PaymentService:
         return await self.payments.history(payment.id)
 
     async def list_for_booking(self, principal: Principal, booking_id: str) -> list[PaymentRecord]:
-        owner = None if principal.is_admin else principal.user_id
+        owner = None if principal.is_trusted else principal.user_id
         return await self.payments.list_for_booking(booking_id, user_id=owner)
 
     async def list_own(self, principal: Principal, query: PaymentListQuery) -> Page:
@@ -133,6 +146,11 @@ class PaymentService:
     ) -> PaymentRecord:
         """Record a new payment owned by the caller, with its creation in the history: one
         statement, which with an Idempotency-Key also stores the key's response."""
+        if data.payment_status != PaymentStatus.PENDING and not principal.records_outcomes:
+            raise Forbidden(
+                f"Creating a payment as {data.payment_status.value}: {_OUTCOMES_ARE_FOR_BACKENDS} do that; "
+                "create it as pending"
+            )
         values = data.model_dump(exclude={"user_id", "metadata"})
         values["metadata"] = merge_metadata({}, data.metadata)
         values["user_id"] = principal.user_id
@@ -165,6 +183,7 @@ class PaymentService:
             payment = _visible_to(await self.payments.get(payment_id, locked=True), principal)
             _check_precondition(payment, expected)
             changes = self._changes(payment, data)
+            self._check_may_relink(principal, payment, changes)
             if not changes:
                 return payment
             try:
@@ -188,6 +207,15 @@ class PaymentService:
         return changes
 
     @staticmethod
+    def _check_may_relink(principal: Principal, payment: PaymentRecord, changes: dict[str, Any]) -> None:
+        relinked = [field for field in RELINKED_AFTER_PENDING if field in changes]
+        if relinked and payment.payment_status != PaymentStatus.PENDING and not principal.records_outcomes:
+            raise Forbidden(
+                f"Changing {' and '.join(relinked)} of a {payment.payment_status.value} payment: "
+                f"{_OUTCOMES_ARE_FOR_BACKENDS} do that"
+            )
+
+    @staticmethod
     def _check_changes_allowed(payment: PaymentRecord, changes: dict[str, Any]) -> None:
         for field in GATEWAY_REFERENCES:
             # A gateway id may be filled in once it is known, never changed or cleared afterwards.
@@ -207,11 +235,13 @@ class PaymentService:
         If-Match version and the status rules, moves it and records the move. Concurrent moves of
         one payment are serialized by the row lock, each checked against the status the previous
         one left."""
+        _check_may_move(principal, target)
+        from_statuses = _MOVES_TO[target] if principal.records_outcomes else [PaymentStatus.PENDING]
         move = await self.payments.move(
             payment_id,
             target,
-            from_statuses=_MOVES_TO[target],
-            owner=None if principal.is_admin else principal.user_id,
+            from_statuses=from_statuses,
+            owner=None if principal.is_trusted else principal.user_id,
             versions=expected,
             actor=principal.actor,
             request_id=self.request_id,
@@ -224,6 +254,10 @@ class PaymentService:
         _check_precondition(payment, expected)
         if payment.payment_status == target:
             return payment  # already there: a no-op
+        if target in ALLOWED_TRANSITIONS[payment.payment_status]:  # allowed, but not for this caller
+            raise Forbidden(
+                f"Canceling a {payment.payment_status.value} payment: {_OUTCOMES_ARE_FOR_BACKENDS} do that"
+            )
         raise IllegalStatusTransition(f"Cannot move a payment from {payment.payment_status.value} to {target.value}")
 
     async def cancel(self, principal: Principal, payment_id: int, expected: ExpectedVersions = None) -> PaymentRecord:
