@@ -10,6 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from app.api import meta
 from app.api.middleware import BodySizeLimitMiddleware, RequestObservabilityMiddleware
 from app.api.problems import install_problem_handlers
+from app.api.rate_limit import UserWriteLimit
 from app.api.v1 import routers as api_routers
 from app.core.config import SERVICE_NAME, SERVICE_VERSION, Settings, get_settings
 from app.core.database import Database
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings)
+    app.state.user_write_limit = UserWriteLimit(settings.user_write_limit_per_minute)
     if settings.allowed_origins:
         app.add_middleware(
             CORSMiddleware,

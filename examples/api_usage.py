@@ -4,9 +4,11 @@
     .venv/bin/python examples/api_usage.py    # in another, from the repository root
 
 BASE_URL  the server (default http://127.0.0.1:8002)
-TOKEN     a bearer token; when unset, a development token for user 123 is minted with the
-          SECRET_KEY/ALGORITHM of this checkout's settings (environment or .env), which must be
-          the ones the server uses.
+TOKEN          an end user's bearer token (creates, reads and cancels their payments); when unset,
+               a development token for user 123 is minted with the SECRET_KEY/ALGORITHM of this
+               checkout's settings (environment or .env), which must be the ones the server uses.
+SERVICE_TOKEN  a trusted backend's token (service role), which records what the gateway did
+               (processing, succeeded); when unset, one is minted for backend 900 the same way.
 
 Exits 0 when every step answered as expected, 1 at the first step that did not.
 """
@@ -23,19 +25,23 @@ import httpx
 BASE_URL = os.environ.get("BASE_URL", "http://127.0.0.1:8002").rstrip("/")
 PAYMENTS = "/api/v1/payments"
 DEMO_USER_ID = 123
+DEMO_BACKEND_ID = 900
 
 
 class StepFailed(Exception):
     pass
 
 
-def dev_token() -> str:
-    """A token signed like the server's own (`make token USER=123` does the same)."""
+def dev_token(*, service: bool = False) -> str:
+    """A token signed like the server's own (`make token USER=123`, `make token USER=900 SERVICE=1`)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root, for `app`
     from app.core.config import get_settings
     from app.core.security import create_access_token
 
-    return create_access_token(DEMO_USER_ID, get_settings())
+    settings = get_settings()
+    if service:
+        return create_access_token(DEMO_BACKEND_ID, settings, roles=[settings.service_role])
+    return create_access_token(DEMO_USER_ID, settings)
 
 
 def expect(response: httpx.Response, status: int, step: str) -> Any:
@@ -53,7 +59,7 @@ def show(body: Any) -> None:
     print(json.dumps(body, indent=2))
 
 
-def run(client: httpx.Client) -> None:
+def run(client: httpx.Client, backend: httpx.Client) -> None:
     run_id = uuid.uuid4().hex[:12]
 
     # 1. Record a payment. Send amounts as strings: a JSON number passes through a double.
@@ -88,10 +94,11 @@ def run(client: httpx.Client) -> None:
     if payment_id not in [item["id"] for item in page["items"]]:
         raise StepFailed("the new payment is not on the first page of pending stripe payments")
 
-    # 4. Move it through its lifecycle: pending -> processing -> succeeded.
+    # 4. The gateway reports progress: a trusted backend (service role) moves it pending -> processing
+    # -> succeeded. An end user's token may only cancel its own pending payments.
     for target in ("processing", "succeeded"):
         moved = expect(
-            client.patch(f"{PAYMENTS}/{payment_id}/status", json={"payment_status": target}),
+            backend.patch(f"{PAYMENTS}/{payment_id}/status", json={"payment_status": target}),
             200,
             f"move to {target}",
         )
@@ -99,7 +106,7 @@ def run(client: httpx.Client) -> None:
             raise StepFailed(f"status is {moved['payment_status']}, expected {target}")
 
     # 5. Errors are application/problem+json: an illegal move (succeeded -> pending) is a 409 ...
-    response = client.patch(f"{PAYMENTS}/{payment_id}/status", json={"payment_status": "pending"})
+    response = backend.patch(f"{PAYMENTS}/{payment_id}/status", json={"payment_status": "pending"})
     problem = expect(response, 409, "illegal move succeeded -> pending is refused")
     if response.headers["content-type"] != "application/problem+json":
         raise StepFailed(f"error content-type is {response.headers['content-type']}")
@@ -128,8 +135,8 @@ def run(client: httpx.Client) -> None:
     if canceled["payment_status"] != "canceled":
         raise StepFailed(f"status after DELETE is {canceled['payment_status']}")
 
-    # 7. Both payments of the booking, oldest first.
-    booking = expect(client.get(f"{PAYMENTS}/booking/bk_{run_id}"), 200, "list the booking's payments")
+    # 7. Both payments of the booking, oldest first (100 a page; `next_cursor` leads to the rest).
+    booking = expect(client.get(f"{PAYMENTS}/booking/bk_{run_id}"), 200, "list the booking's payments")["items"]
     summary = [(item["id"], item["payment_status"], item["currency"], item["amount_total"]) for item in booking]
     print(f"    {summary}")
     if [item["id"] for item in booking] != [payment_id, second["id"]]:
@@ -138,11 +145,16 @@ def run(client: httpx.Client) -> None:
 
 def main() -> int:
     token = os.environ.get("TOKEN") or dev_token()
-    headers = {"Authorization": f"Bearer {token}"}
+    service_token = os.environ.get("SERVICE_TOKEN") or dev_token(service=True)
     try:
-        with httpx.Client(base_url=BASE_URL, headers=headers, timeout=10) as client:
+        with (
+            httpx.Client(base_url=BASE_URL, headers={"Authorization": f"Bearer {token}"}, timeout=10) as client,
+            httpx.Client(
+                base_url=BASE_URL, headers={"Authorization": f"Bearer {service_token}"}, timeout=10
+            ) as backend,
+        ):
             expect(client.get("/health"), 200, "service is up")
-            run(client)
+            run(client, backend)
     except StepFailed as failure:
         print(f"FAILED {failure}", file=sys.stderr)
         return 1

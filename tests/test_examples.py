@@ -43,7 +43,8 @@ def server(server_url: str) -> Iterator[str]:
 
 def run_example(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     # The example's own settings (for minting a token without TOKEN) must not come from this shell.
-    clean = {name: value for name, value in os.environ.items() if name not in {"TOKEN", "BASE_URL", "SECRET_KEY"}}
+    ours = {"TOKEN", "SERVICE_TOKEN", "BASE_URL", "SECRET_KEY", "ENVIRONMENT"}
+    clean = {name: value for name, value in os.environ.items() if name not in ours}
     return subprocess.run(  # noqa: S603 - our own example
         [sys.executable, str(EXAMPLE)],
         cwd=PROJECT_ROOT,
@@ -73,8 +74,10 @@ def assert_every_step_ran(result: subprocess.CompletedProcess[str]) -> None:
 
 
 def test_the_example_walks_through_the_api(server: str) -> None:
-    token = create_access_token(123, Settings(secret_key=TEST_SECRET, _env_file=None))
-    result = run_example({"BASE_URL": server, "TOKEN": token})
+    settings = Settings(secret_key=TEST_SECRET, _env_file=None)
+    token = create_access_token(123, settings)
+    service_token = create_access_token(900, settings, roles=["service"])
+    result = run_example({"BASE_URL": server, "TOKEN": token, "SERVICE_TOKEN": service_token})
     assert_every_step_ran(result)
     # It prints what it got: the new payment, belonging to the token's user, and the problems.
     assert '"user_id": 123' in result.stdout
@@ -83,7 +86,8 @@ def test_the_example_walks_through_the_api(server: str) -> None:
 
 
 def test_the_example_mints_its_own_token_from_the_settings(server: str) -> None:
-    """Without TOKEN it signs one for user 123 with this checkout's SECRET_KEY (the README's promise)."""
+    """Without TOKEN and SERVICE_TOKEN it signs them (user 123, backend 900) with this checkout's
+    SECRET_KEY (the README's promise)."""
     assert_every_step_ran(run_example({"BASE_URL": server, "SECRET_KEY": TEST_SECRET, "ENVIRONMENT": "test"}))
 
 
@@ -91,13 +95,13 @@ def test_the_example_fails_at_the_first_unexpected_answer(server: str) -> None:
     wrong = create_access_token(
         123, Settings(secret_key="another-secret-that-the-server-does-not-know", _env_file=None)
     )
-    result = run_example({"BASE_URL": server, "TOKEN": wrong})
+    result = run_example({"BASE_URL": server, "TOKEN": wrong, "SERVICE_TOKEN": wrong})
     assert result.returncode == 1
     assert [line.endswith("service is up") for line in step_lines(result.stdout)] == [True]
     assert result.stderr.startswith("FAILED create a payment: expected 201, got 401")
 
 
 def test_the_example_fails_when_there_is_no_server() -> None:
-    result = run_example({"BASE_URL": f"http://127.0.0.1:{free_port()}", "TOKEN": "unused"})
+    result = run_example({"BASE_URL": f"http://127.0.0.1:{free_port()}", "TOKEN": "unused", "SERVICE_TOKEN": "unused"})
     assert result.returncode == 1
     assert "FAILED cannot talk to" in result.stderr

@@ -34,9 +34,11 @@ def booking_url(booking_id: str) -> str:
 
 
 def ids(response: httpx.Response) -> list[int]:
+    """The ids on a page of a booking's payments, which must be its last page."""
     assert response.status_code == 200, response.text
-    body: list[dict[str, Any]] = response.json()
-    return [item["id"] for item in body]
+    body: dict[str, Any] = response.json()
+    assert body["next_cursor"] is None, body
+    return [item["id"] for item in body["items"]]
 
 
 async def full_payment(db: AsyncSession, *, user_id: int = 7) -> Payment:
@@ -217,7 +219,7 @@ async def test_amount_has_exactly_the_currency_minor_units(
     assert by_id.status_code == by_gateway.status_code == by_booking.status_code == 200
     assert (by_id.json()["currency"], by_id.json()["amount_total"]) == (currency, returned)
     assert by_gateway.json()["amount_total"] == returned
-    assert [item["amount_total"] for item in by_booking.json()] == [returned]
+    assert [item["amount_total"] for item in by_booking.json()["items"]] == [returned]
 
 
 # --- GET /payments/payment-gateway/{payment_id} --------------------------------------------------
@@ -291,7 +293,7 @@ async def test_booking_items_have_the_full_payment_shape(
     payment = await full_payment(db, user_id=7)
     response = await client.get(booking_url("bk_full"), headers=auth(7))
     assert response.status_code == 200, response.text
-    assert response.json() == [full_payment_body(payment.id)]
+    assert response.json() == {"items": [full_payment_body(payment.id)], "next_cursor": None}
 
 
 async def test_booking_ties_on_created_at_are_ordered_by_id(
@@ -309,7 +311,7 @@ async def test_booking_ties_on_created_at_are_ordered_by_id(
 async def test_booking_without_payments_is_an_empty_list(client: httpx.AsyncClient, auth: TokenFactory) -> None:
     response = await client.get(booking_url("bk_nothing"), headers=auth(1))
     assert response.status_code == 200
-    assert response.json() == []
+    assert response.json() == {"items": [], "next_cursor": None}
 
 
 async def test_someone_else_s_booking_is_an_empty_list(
@@ -318,7 +320,7 @@ async def test_someone_else_s_booking_is_an_empty_list(
     await make_payment(db, user_id=2, booking_id="bk_theirs")
     response = await client.get(booking_url("bk_theirs"), headers=auth(1))
     assert response.status_code == 200
-    assert response.json() == []
+    assert response.json() == {"items": [], "next_cursor": None}
 
 
 async def test_admin_sees_every_user_s_payments_for_a_booking(
@@ -330,8 +332,29 @@ async def test_admin_sees_every_user_s_payments_for_a_booking(
     await make_payment(db, user_id=2, booking_id="bk_other", created_at=utc(2026, 3, 2))
     admin = await client.get(booking_url("bk_shared"), headers=auth(50, admin=True))
     assert ids(admin) == [first.id, second.id, third.id]
-    assert [item["user_id"] for item in admin.json()] == [1, 2, 3]
+    assert [item["user_id"] for item in admin.json()["items"]] == [1, 2, 3]
     assert ids(await client.get(booking_url("bk_shared"), headers=auth(2))) == [second.id]
+
+
+async def test_a_booking_is_paged_100_at_most_with_a_cursor_to_the_rest(
+    client: httpx.AsyncClient, auth: TokenFactory, db: AsyncSession
+) -> None:
+    made = [
+        (await make_payment(db, user_id=1, booking_id="bk_big", created_at=utc(2026, 5, 1) + timedelta(seconds=n))).id
+        for n in range(103)
+    ]
+    first = await client.get(booking_url("bk_big"), headers=auth(1))
+    assert first.status_code == 200
+    assert [item["id"] for item in first.json()["items"]] == made[:100]  # the documented maximum
+    rest = await client.get(booking_url("bk_big"), params={"cursor": first.json()["next_cursor"]}, headers=auth(1))
+    assert ids(rest) == made[100:]
+    small = await client.get(booking_url("bk_big"), params={"size": 2}, headers=auth(1))
+    assert [item["id"] for item in small.json()["items"]] == made[:2]
+    for size in ("0", "101"):
+        response = await client.get(booking_url("bk_big"), params={"size": size}, headers=auth(1))
+        assert error_locations(assert_problem(response, 422, "/validation-error")) == {"query.size"}
+    bad_cursor = await client.get(booking_url("bk_big"), params={"cursor": "not-ours"}, headers=auth(1))
+    assert error_locations(assert_problem(bad_cursor, 422, "/validation-error")) == {"query.cursor"}
 
 
 async def test_booking_id_is_matched_exactly(client: httpx.AsyncClient, auth: TokenFactory, db: AsyncSession) -> None:
@@ -340,7 +363,7 @@ async def test_booking_id_is_matched_exactly(client: httpx.AsyncClient, auth: To
     for other in ("bk_case", "BK_CASE", "BK_Cas", "bk_case_"):
         response = await client.get(booking_url(other), headers=auth(1))
         assert response.status_code == 200
-        assert response.json() == [], other
+        assert response.json() == {"items": [], "next_cursor": None}, other
 
 
 async def test_booking_id_longer_than_64_characters_is_422(client: httpx.AsyncClient, auth: TokenFactory) -> None:

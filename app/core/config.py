@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     # (trusted backends) act on any payment and may record a gateway's outcome.
     admin_role: str = Field(default="admin", min_length=1)
     service_role: str = Field(default="service", min_length=1)
+    # Writes (create, change, status, cancel) one end user may make per minute in each process
+    # (bursts up to the same number); 0 turns the limit off. Services and admins are not limited.
+    user_write_limit_per_minute: int = Field(default=120, ge=0)
     # When every client holding a token is a trusted backend, end-user tokens may also record a
     # gateway's outcome on their own payments (the behaviour before caller kinds existed).
     trust_user_tokens: bool = False

@@ -154,3 +154,16 @@ class IdentityProviderUnavailable(DomainError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": "5"}
+
+
+class TooManyWrites(DomainError):
+    status_code = 429
+    slug = "too-many-requests"
+    title = "Too many requests"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}

@@ -44,3 +44,13 @@ async def require_admin(principal: CurrentUser) -> Principal:
 
 
 AdminUser = Annotated[Principal, Depends(require_admin)]
+
+
+async def writing_user(request: Request, principal: CurrentUser) -> Principal:
+    """The caller of a write, counted against their per-user write limit (429 beyond it)."""
+    request.app.state.user_write_limit.take(principal)
+    return principal
+
+
+# For routes that create or change payments.
+WritingUser = Annotated[Principal, Depends(writing_user)]

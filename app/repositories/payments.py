@@ -209,9 +209,11 @@ def _condition(name: str) -> ColumnElement[bool]:
     return c[name] == bindparam(name, type_=c[name].type)
 
 
-_AFTER = tuple_(_payments.c.created_at, _payments.c.id) < tuple_(
+_POSITION = tuple_(_payments.c.created_at, _payments.c.id)
+_AFTER_POSITION = tuple_(
     bindparam("after_created_at", type_=_payments.c.created_at.type), bindparam("after_id", type_=_payments.c.id.type)
 )
+_AFTER = _POSITION < _AFTER_POSITION  # newest first: the rows after a position are older
 
 
 @lru_cache(maxsize=512)
@@ -229,12 +231,14 @@ def _page_statements(filters: frozenset[str], keyset: bool) -> tuple[Statement, 
     return Statement.of(page), Statement.of(count)
 
 
-def _for_booking(owner_only: bool) -> Statement:
+def _for_booking(owner_only: bool, keyset: bool) -> Statement:
     filters = ("user_id", "booking_id") if owner_only else ("booking_id",)
-    return Statement.of(_SELECT.where(*map(_condition, filters)).order_by(*_OLDEST_FIRST))
+    later = [_POSITION > _AFTER_POSITION] if keyset else []  # oldest first: later rows
+    statement = _SELECT.where(*map(_condition, filters), *later).order_by(*_OLDEST_FIRST)
+    return Statement.of(statement.limit(bindparam("limit", type_=Integer)))
 
 
-_FOR_BOOKING = {owner_only: _for_booking(owner_only) for owner_only in (True, False)}
+_FOR_BOOKING = {(owner, keyset): _for_booking(owner, keyset) for owner in (True, False) for keyset in (True, False)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,9 +297,15 @@ class Payments:
         rows = await self.uow.fetch(_HISTORY, payment_id=payment_id)
         return [StatusChange.model_validate(dict(row)) for row in rows]
 
-    async def list_for_booking(self, booking_id: str, *, user_id: int | None) -> list[PaymentRecord]:
-        rows = await self.uow.fetch(_FOR_BOOKING[user_id is not None], booking_id=booking_id, user_id=user_id)
-        return [PaymentRecord.model_validate(dict(row)) for row in rows]
+    async def list_for_booking(
+        self, booking_id: str, *, user_id: int | None, limit: int, after: Keyset | None = None
+    ) -> Page:
+        """A booking's payments oldest first, `limit` at most, after the keyset position `after`."""
+        values: dict[str, Any] = {"booking_id": booking_id, "user_id": user_id, "limit": limit + 1}
+        if after is not None:
+            values |= {"after_created_at": after.created_at, "after_id": after.id}
+        rows = await self.uow.fetch(_FOR_BOOKING[user_id is not None, after is not None], **values)
+        return Page([PaymentRecord.model_validate(dict(row)) for row in rows[:limit]], None, len(rows) > limit)
 
     async def list_page(
         self, filters: PaymentFilters, *, limit: int, offset: int = 0, after: Keyset | None = None, with_total: bool

@@ -229,6 +229,31 @@ class PaymentListQuery(BaseModel):
         return self.include_total if self.include_total is not None else self.cursor is None
 
 
+BOOKING_PAGE_MAX = 100
+
+
+class BookingPaymentQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    size: int = Field(default=BOOKING_PAGE_MAX, ge=1, le=BOOKING_PAGE_MAX)
+    cursor: str | None = Field(default=None, description="The `next_cursor` of the previous page")
+
+    @field_validator("cursor")
+    @classmethod
+    def _cursor_is_ours(cls, cursor: str | None) -> str | None:
+        if cursor is not None:
+            decode_cursor(cursor)
+        return cursor
+
+    def position(self) -> Keyset | None:
+        return decode_cursor(self.cursor) if self.cursor is not None else None
+
+
+class BookingPaymentPage(BaseModel):
+    items: list[PaymentRecord]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next, later payments; null on the last page")
+
+
 class AdminPaymentListQuery(PaymentListQuery):
     user_id: int | None = Field(default=None, ge=-(2**63), lt=2**63)
 

@@ -25,6 +25,7 @@ from app.repositories.payments import KeyTakenOver, Move, Page, PaymentFilters, 
 from app.schemas.fields import METADATA_MAX_KEYS
 from app.schemas.payment import (
     AdminPaymentListQuery,
+    BookingPaymentQuery,
     PaymentCreate,
     PaymentListQuery,
     PaymentRecord,
@@ -108,9 +109,9 @@ class PaymentService:
         payment = _visible_to(await self.payments.get(payment_id), principal)
         return await self.payments.history(payment.id)
 
-    async def list_for_booking(self, principal: Principal, booking_id: str) -> list[PaymentRecord]:
+    async def list_for_booking(self, principal: Principal, booking_id: str, query: BookingPaymentQuery) -> Page:
         owner = None if principal.is_trusted else principal.user_id
-        return await self.payments.list_for_booking(booking_id, user_id=owner)
+        return await self.payments.list_for_booking(booking_id, user_id=owner, limit=query.size, after=query.position())
 
     async def list_own(self, principal: Principal, query: PaymentListQuery) -> Page:
         return await self._list(query, user_id=principal.user_id)
@@ -255,9 +256,7 @@ class PaymentService:
         if payment.payment_status == target:
             return payment  # already there: a no-op
         if target in ALLOWED_TRANSITIONS[payment.payment_status]:  # allowed, but not for this caller
-            raise Forbidden(
-                f"Canceling a {payment.payment_status.value} payment: {_OUTCOMES_ARE_FOR_BACKENDS} do that"
-            )
+            raise Forbidden(f"Canceling a {payment.payment_status.value} payment: {_OUTCOMES_ARE_FOR_BACKENDS} do that")
         raise IllegalStatusTransition(f"Cannot move a payment from {payment.payment_status.value} to {target.value}")
 
     async def cancel(self, principal: Principal, payment_id: int, expected: ExpectedVersions = None) -> PaymentRecord:

@@ -8,12 +8,14 @@ from app.api.idempotency import IdempotencyDep, NewPaymentIdempotencyDep
 from app.api.problems import problem_responses
 from app.api.responses import model_response, parse_if_match, payment_response
 from app.core.pagination import Keyset, encode_cursor
-from app.dependencies.auth import AdminUser, CurrentUser
+from app.dependencies.auth import AdminUser, CurrentUser, WritingUser
 from app.dependencies.database import UnitOfWorkDep
 from app.repositories.payments import Page
 from app.schemas.fields import GatewayId, Reference
 from app.schemas.payment import (
     AdminPaymentListQuery,
+    BookingPaymentPage,
+    BookingPaymentQuery,
     PaymentCreate,
     PaymentListQuery,
     PaymentPage,
@@ -42,16 +44,20 @@ def single(status_code: int = 200, *errors: int) -> dict[int | str, dict[str, ob
     return {status_code: {"headers": ETAG_HEADER}, **problem_responses(*errors)}
 
 
+def _next_cursor(page: Page) -> str | None:
+    """The position of the page's last row, when more rows follow."""
+    last = page.rows[-1] if page.rows and page.has_more else None
+    return encode_cursor(Keyset(last.created_at, last.id)) if last is not None else None
+
+
 def _page(page: Page, query: PaymentListQuery) -> PaymentPage:
-    last = page.rows[-1] if page.rows else None
-    next_cursor = encode_cursor(Keyset(last.created_at, last.id)) if last is not None and page.has_more else None
     return PaymentPage(
         items=[PaymentRecord.model_validate(row) for row in page.rows],
         total=page.total,
         page=query.page if query.cursor is None else None,
         size=query.size,
         pages=ceil(page.total / query.size) if page.total is not None else None,
-        next_cursor=next_cursor,
+        next_cursor=_next_cursor(page),
     )
 
 
@@ -69,7 +75,7 @@ async def get_payment(id: PaymentIdPath, user: CurrentUser, uow: UnitOfWorkDep) 
     summary="Record a payment (owner: the caller); Idempotency-Key supported",
 )
 async def create_payment(
-    body: PaymentCreate, user: CurrentUser, uow: UnitOfWorkDep, idempotency: NewPaymentIdempotencyDep
+    body: PaymentCreate, user: WritingUser, uow: UnitOfWorkDep, idempotency: NewPaymentIdempotencyDep
 ) -> Response:
     async def work() -> Response:
         payment = await PaymentService(uow).create(user, body, idempotency.new_payment_key())
@@ -118,13 +124,17 @@ async def get_payment_by_gateway_id(
 
 @router.get(
     "/booking/{booking_id}",
-    response_model=list[PaymentRecord],
-    summary="The caller's payments for a booking, oldest first (admins: everyone's)",
+    response_model=BookingPaymentPage,
+    summary="The caller's payments for a booking, oldest first, 100 at most per page (services, admins: everyone's)",
 )
 async def list_payments_for_booking(
-    booking_id: Annotated[Reference, Path()], user: CurrentUser, uow: UnitOfWorkDep
-) -> list[PaymentRecord]:
-    return await PaymentService(uow).list_for_booking(user, booking_id)
+    booking_id: Annotated[Reference, Path()],
+    query: Annotated[BookingPaymentQuery, Query()],
+    user: CurrentUser,
+    uow: UnitOfWorkDep,
+) -> Response:
+    page = await PaymentService(uow).list_for_booking(user, booking_id, query)
+    return model_response(BookingPaymentPage(items=page.rows, next_cursor=_next_cursor(page)))
 
 
 @router.get(
@@ -144,7 +154,7 @@ async def get_payment_history(id: PaymentIdPath, user: CurrentUser, uow: UnitOfW
     summary="Change a payment's mutable fields (only those sent); If-Match supported",
 )
 async def update_payment(
-    id: PaymentIdPath, body: PaymentUpdate, user: CurrentUser, uow: UnitOfWorkDep, if_match: IfMatch = None
+    id: PaymentIdPath, body: PaymentUpdate, user: WritingUser, uow: UnitOfWorkDep, if_match: IfMatch = None
 ) -> Response:
     return payment_response(await PaymentService(uow).update(user, id, body, parse_if_match(if_match)))
 
@@ -158,7 +168,7 @@ async def update_payment(
 async def change_payment_status(
     id: PaymentIdPath,
     body: PaymentStatusUpdate,
-    user: CurrentUser,
+    user: WritingUser,
     uow: UnitOfWorkDep,
     idempotency: IdempotencyDep,
     if_match: IfMatch = None,
@@ -179,7 +189,7 @@ async def change_payment_status(
 )
 async def cancel_payment(
     id: PaymentIdPath,
-    user: CurrentUser,
+    user: WritingUser,
     uow: UnitOfWorkDep,
     idempotency: IdempotencyDep,
     if_match: IfMatch = None,
