@@ -49,4 +49,4 @@ fi
 if [ "$#" -gt 0 ]; then
     exec "$@"
 fi
-exec python -m uvicorn app.main:app --host "${HOST:-0.0.0.0}" --port "${PORT:-8002}" --workers "${WEB_CONCURRENCY:-1}"
+exec python -m uvicorn app.main:app --host "${HOST:-0.0.0.0}" --port "${PORT:-8002}" --workers "${WEB_CONCURRENCY:-1}" --no-server-header

@@ -35,9 +35,10 @@ class StepFailed(Exception):
 def dev_token(*, service: bool = False) -> str:
     """A token signed like the server's own (`make token USER=123`, `make token USER=900 SERVICE=1`)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root, for `app`
-    from app.core.config import get_settings
+    from app.core.config import default_to_development, get_settings
     from app.core.security import create_access_token
 
+    default_to_development()  # as `make run` and `make token` do
     settings = get_settings()
     if service:
         return create_access_token(DEMO_BACKEND_ID, settings, roles=[settings.service_role])

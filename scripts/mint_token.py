@@ -8,7 +8,7 @@ python -m scripts.mint_token 1 --admin      # an admin
 import argparse
 from datetime import timedelta
 
-from app.core.config import get_settings
+from app.core.config import default_to_development, get_settings
 from app.core.security import create_access_token
 
 
@@ -22,6 +22,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.user_id.lstrip("-").isdigit():  # also when `make token` was run without USER=
         parser.error(f"user id must be an integer, got {args.user_id!r} (e.g. make token USER=123)")
+    default_to_development()
     settings = get_settings()
     lifetime = timedelta(minutes=args.minutes) if args.minutes else None
     roles = [settings.admin_role] if args.admin else [settings.service_role] if args.service else []

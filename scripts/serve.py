@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 
-from app.core.config import get_settings
+from app.core.config import default_to_development, get_settings
 
 
 def resolve_database_url() -> str:
@@ -32,11 +32,22 @@ def main() -> None:
     parser.add_argument("--migrate-only", action="store_true")
     args = parser.parse_args()
 
+    default_to_development()
     env = {**os.environ, "DATABASE_URL": resolve_database_url()}
     subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], env=env, check=True)
     if args.migrate_only:
         return
-    uvicorn = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", args.host, "--port", str(args.port)]
+    uvicorn = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "app.main:app",
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+        "--no-server-header",
+    ]
     os.execvpe(sys.executable, uvicorn, env)  # noqa: S606 - replaces this process with the server
 
 

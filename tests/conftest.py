@@ -21,10 +21,10 @@ from app.core.database import Connection, Database, set_up_connection
 from app.core.security import create_access_token
 from app.main import attach_database, create_app
 from app.models import Payment, PaymentProvider, PaymentStatus
+from tests import TEST_SECRET as TEST_SECRET  # re-exported: the test modules import it from here
 from tests import databases
 from tests.pgbouncer import pgbouncer_in_front_of
 
-TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256"
 # Two webhook secrets, as during a rotation: events signed with either are accepted.
 STRIPE_SECRET = "whsec_test_current"
 STRIPE_OLD_SECRET = "whsec_test_previous"

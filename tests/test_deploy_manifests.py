@@ -192,9 +192,16 @@ def test_the_settings_accept_the_config_and_refuse_the_placeholder_secret(
     values = {**manifests["ConfigMap"]["data"], **manifests["Secret"]["stringData"]}
     for name, value in values.items():
         monkeypatch.setenv(name, value)
-    with pytest.raises(ValueError, match="SECRET_KEY"):
-        Settings(_env_file=None)
-    monkeypatch.setenv("SECRET_KEY", "a-real-secret-of-more-than-thirty-two-characters")
+    # Each placeholder of secret.example.yaml is refused in turn, naming its setting.
+    replacements = {
+        "SECRET_KEY": "a-real-secret-of-more-than-thirty-two-characters",
+        "STRIPE_WEBHOOK_SECRET": "whsec_" + "R3alEndpointS3cretFromStripe0000",
+        "METRICS_TOKEN": "a-real-metrics-token-for-the-scraper",
+    }
+    for name, real in replacements.items():
+        with pytest.raises(ValueError, match=name):
+            Settings(_env_file=None)
+        monkeypatch.setenv(name, real)
     settings = Settings(_env_file=None)
     assert settings.environment == "production"
     assert settings.database_url is not None
@@ -244,4 +251,5 @@ def test_compose_runs_the_service_postgres_and_redis_with_health_checks_and_volu
         "redis": {"condition": "service_healthy"},
     }
     assert f":{exposed_port()}/health" in " ".join(services["api"]["healthcheck"]["test"])
-    assert services["api"]["ports"] == [f"{exposed_port()}:{exposed_port()}"]
+    # Published on loopback only: compose runs with the public development secret.
+    assert services["api"]["ports"] == [f"127.0.0.1:{exposed_port()}:{exposed_port()}"]

@@ -166,7 +166,9 @@ def test_the_entrypoint_migrates_serves_with_n_workers_and_stops_on_sigterm(fres
         )
     try:
         base = f"http://127.0.0.1:{port}"
-        assert wait_for(f"{base}/health", process, log).json()["status"] == "healthy"
+        health = wait_for(f"{base}/health", process, log)
+        assert health.json()["status"] == "healthy"
+        assert "server" not in health.headers  # uvicorn's banner is not sent (--no-server-header)
         assert wait_for(f"{base}/health/ready", process, log).json() == {"status": "ready"}
 
         revision, tables = database_state(fresh_database)

@@ -1,8 +1,10 @@
 """Typed settings from the environment and `.env` (see `.env.example` for every key)."""
 
+import os
 from functools import lru_cache
 from typing import Annotated, Literal
 
+from dotenv import dotenv_values
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -21,6 +23,11 @@ KNOWN_DEFAULT_SECRETS = frozenset(
     }
 )
 MIN_PRODUCTION_SECRET_LENGTH = 32
+# Words the example secrets use (deploy/secret.example.yaml: whsec_CHANGE-ME, CHANGE-ME).
+PLACEHOLDER_WORDS = ("change-me", "changeme", "change_me", "replace-me", "your-secret", "example")
+# Stripe's endpoint secrets are whsec_ and 32 characters; a metrics token is a bearer credential.
+MIN_WEBHOOK_SECRET_LENGTH = 30
+MIN_METRICS_TOKEN_LENGTH = 24
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 PUBLIC_KEY_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
@@ -30,7 +37,9 @@ PUBLIC_KEY_ALGORITHMS = frozenset(
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
-    environment: Literal["development", "test", "production"] = "development"
+    # Unset is neither: the development defaults (the public SECRET_KEY) are refused until
+    # ENVIRONMENT=development says so; `make run` and `make token` set it when nothing else does.
+    environment: Literal["development", "test", "production"] | None = None
     database_url: str | None = Field(
         default=None,
         description="postgresql+asyncpg://user:password@host:5432/db (`make run` starts one when unset)",
@@ -153,16 +162,39 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _refuse_weak_secret_in_production(self) -> "Settings":
-        uses_secret = all(name in HMAC_ALGORITHMS for name in self.jwt_algorithms())
-        if self.environment == "production" and uses_secret:
-            secret = self.secret_key.get_secret_value()
-            if secret in KNOWN_DEFAULT_SECRETS or len(secret) < MIN_PRODUCTION_SECRET_LENGTH:
+    def _refuse_placeholder_and_weak_secrets(self) -> "Settings":
+        """Every secret: no shipped example value outside ENVIRONMENT=development, and in
+        production none shorter than it must be; each message names its setting."""
+        production = self.environment == "production"
+        secrets: list[tuple[str, str, int]] = []  # (setting, value, minimum length in production)
+        if all(name in HMAC_ALGORITHMS for name in self.jwt_algorithms()):
+            secrets.append(("SECRET_KEY", self.secret_key.get_secret_value(), MIN_PRODUCTION_SECRET_LENGTH))
+        secrets += [
+            ("STRIPE_WEBHOOK_SECRET", part, MIN_WEBHOOK_SECRET_LENGTH) for part in self.stripe_webhook_secrets()
+        ]
+        if self.metrics_token is not None:
+            secrets.append(("METRICS_TOKEN", self.metrics_token.get_secret_value(), MIN_METRICS_TOKEN_LENGTH))
+        for setting, value, minimum in secrets:
+            if self.environment != "development" and _is_placeholder(value):
                 raise ValueError(
-                    "SECRET_KEY must be set to a non-default value of at least "
-                    f"{MIN_PRODUCTION_SECRET_LENGTH} characters when ENVIRONMENT=production"
+                    f"{setting} is an example value from this repository; set a secret of your own "
+                    "(only ENVIRONMENT=development accepts the examples)"
                 )
+            if production and len(value) < minimum:
+                raise ValueError(f"{setting} must be at least {minimum} characters when ENVIRONMENT=production")
         return self
+
+
+def _is_placeholder(secret: str) -> bool:
+    lowered = secret.strip().lower()
+    return lowered in KNOWN_DEFAULT_SECRETS or any(word in lowered for word in PLACEHOLDER_WORDS)
+
+
+def default_to_development() -> None:
+    """For the development commands (make run, make token, the example): ENVIRONMENT=development
+    when neither the environment nor `.env` says otherwise."""
+    if "ENVIRONMENT" not in os.environ and "ENVIRONMENT" not in dotenv_values(".env"):
+        os.environ["ENVIRONMENT"] = "development"
 
 
 @lru_cache
