@@ -172,6 +172,9 @@ async def test_events_the_service_does_not_act_on_are_ignored(
         ({"amount": 9998}, "amount 99.98 USD"),
         ({"currency": "eur"}, "currency EUR"),
         ({"currency": "xyz"}, "unknown currency"),
+        # Someone recorded another guest's session or intent under their own account first.
+        ({"metadata": {"user_id": "2"}}, "metadata user_id 2 differs from the payment's owner 1"),
+        ({"metadata": {"booking_id": "bk_victim"}}, "metadata booking_id bk_victim differs"),
     ],
 )
 async def test_amount_or_currency_mismatch_is_an_anomaly_and_changes_nothing(
@@ -181,7 +184,7 @@ async def test_amount_or_currency_mismatch_is_an_anomaly_and_changes_nothing(
     fields: dict[str, Any],
     detail: str,
 ) -> None:
-    payment = await make_payment(db, user_id=1, amount="99.99", payment_id="pi_3QcsPaymentIntent")
+    payment = await make_payment(db, user_id=1, amount="99.99", payment_id="pi_3QcsPaymentIntent", booking_id="bk_1")
     with caplog.at_level(logging.WARNING, logger="app.services.webhooks"):
         ack(await deliver(client, stripe_event("payment_intent.succeeded", "evt_odd", **fields)), "anomaly")
     row = await stored(db, payment.id)
@@ -210,6 +213,15 @@ async def test_minor_units_are_converted_with_the_currency_exponent(
     payment = await make_payment(db, user_id=1, amount=amount, currency=currency, payment_id="pi_3QcsPaymentIntent")
     event = stripe_event("payment_intent.succeeded", "evt_cur", amount=minor, currency=currency.lower())
     ack(await deliver(client, event), "applied")
+    assert (await stored(db, payment.id)).payment_status is S.SUCCEEDED  # type: ignore[union-attr]
+
+
+async def test_metadata_naming_the_payment_s_own_user_and_booking_is_applied(
+    client: httpx.AsyncClient, db: AsyncSession
+) -> None:
+    payment = await make_payment(db, user_id=1, amount="99.99", payment_id="pi_3QcsPaymentIntent", booking_id="bk_9")
+    metadata = {"user_id": "1", "booking_id": "bk_9", "channel": "web"}
+    ack(await deliver(client, stripe_event("payment_intent.succeeded", "evt_own", metadata=metadata)), "applied")
     assert (await stored(db, payment.id)).payment_status is S.SUCCEEDED  # type: ignore[union-attr]
 
 

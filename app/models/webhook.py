@@ -14,7 +14,7 @@ class WebhookOutcome(StrEnum):
     STALE = "stale"  # a move the status rules refuse, or a no-op
     IGNORED = "ignored"  # an event type (or variant) the service does not act on
     UNMATCHED = "unmatched"  # no payment found
-    ANOMALY = "anomaly"  # amount or currency differ from the payment's
+    ANOMALY = "anomaly"  # amount, currency, owner or booking differ from the payment's
 
 
 class WebhookEvent(Base):

@@ -1,6 +1,6 @@
 """What a Stripe event means for a payment record. Pure functions: no database, no HTTP."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from app.models import PaymentStatus
@@ -29,6 +29,8 @@ class ProviderUpdate:
     payment_intent_id: str | None
     amount_minor: int | None
     currency: str | None
+    # The Stripe object's metadata: who and what the integration created it for (see owner_mismatch).
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 class Ignored(Exception):
@@ -47,8 +49,16 @@ def _integer(obj: dict[str, Any], field: str) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _metadata(obj: dict[str, Any]) -> dict[str, str]:
+    value = obj.get("metadata")
+    if not isinstance(value, dict):
+        return {}
+    return {key: item for key, item in value.items() if isinstance(key, str) and isinstance(item, str)}
+
+
 def interpret(event_type: str, obj: dict[str, Any]) -> ProviderUpdate:
     """Raise Ignored for events (or variants) the service does not act on."""
+    metadata = _metadata(obj)
     if event_type.startswith("checkout.session."):
         if event_type == "checkout.session.completed":
             session_status = obj.get("payment_status")
@@ -65,6 +75,7 @@ def interpret(event_type: str, obj: dict[str, Any]) -> ProviderUpdate:
             payment_intent_id=_text(obj, "payment_intent"),
             amount_minor=_integer(obj, "amount_total"),
             currency=_text(obj, "currency"),
+            metadata=metadata,
         )
     if event_type in _PAYMENT_INTENT_EVENTS:
         return ProviderUpdate(
@@ -73,6 +84,7 @@ def interpret(event_type: str, obj: dict[str, Any]) -> ProviderUpdate:
             payment_intent_id=_text(obj, "id"),
             amount_minor=_integer(obj, "amount"),
             currency=_text(obj, "currency"),
+            metadata=metadata,
         )
     if event_type == "charge.refunded":
         amount, refunded = _integer(obj, "amount"), _integer(obj, "amount_refunded")
@@ -84,5 +96,6 @@ def interpret(event_type: str, obj: dict[str, Any]) -> ProviderUpdate:
             payment_intent_id=_text(obj, "payment_intent"),
             amount_minor=amount,
             currency=_text(obj, "currency"),
+            metadata=metadata,
         )
     raise Ignored(f"event type {event_type} is not handled")

@@ -54,6 +54,21 @@ def amount_mismatch(payment: PaymentRecord, update: ProviderUpdate) -> str | Non
     return None
 
 
+def owner_mismatch(payment: PaymentRecord, update: ProviderUpdate) -> str | None:
+    """Why the Stripe object's metadata names another user or booking than the payment's, or None.
+    A user who learns someone else's checkout session id could record it under their own account
+    first; an integration that puts `user_id` and `booking_id` in the session's metadata makes that
+    payment an anomaly instead of a success credited to the wrong guest. A payment recorded without
+    a booking_id is not compared on it."""
+    user_id = update.metadata.get("user_id")
+    if user_id is not None and user_id != str(payment.user_id):
+        return f"metadata user_id {user_id} differs from the payment's owner {payment.user_id}"
+    booking_id = update.metadata.get("booking_id")
+    if booking_id is not None and payment.booking_id is not None and booking_id != payment.booking_id:
+        return f"metadata booking_id {booking_id} differs from the payment's {payment.booking_id}"
+    return None
+
+
 class StripeWebhookService:
     def __init__(self, uow: UnitOfWork) -> None:
         self.uow = uow
@@ -96,7 +111,7 @@ class StripeWebhookService:
             return WebhookOutcome.UNMATCHED, None, "no payment with this checkout session or payment intent"
         if update.currency is not None and update.currency.upper() not in MINOR_UNITS:
             return WebhookOutcome.ANOMALY, payment, f"unknown currency {update.currency!r}"
-        mismatch = amount_mismatch(payment, update)
+        mismatch = amount_mismatch(payment, update) or owner_mismatch(payment, update)
         if mismatch is not None:
             return WebhookOutcome.ANOMALY, payment, mismatch
 
