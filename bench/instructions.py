@@ -97,7 +97,8 @@ async def _requests(app_name: str, scenario: str, count: int) -> None:
 
         settings = get_settings()
         app: Any = create_app(settings)
-        token = create_access_token(BENCH_USER, settings, expires_in=timedelta(hours=1))
+        # A trusted backend's token, as in bench/run.py (status moves are for backends).
+        token = create_access_token(BENCH_USER, settings, roles=[settings.service_role], expires_in=timedelta(hours=1))
         caller = [(b"authorization", f"Bearer {token}".encode())]
     else:
         from bench.baseline_app import app

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,10 @@ SCENARIOS = (
     "deep_page_cursor",
     "create",
     "patch_status",
+    "get_by_id_2_workers",
 )
+# Scenarios measured on a second pair of servers with this many uvicorn workers each (the scaling row).
+MULTI_WORKER_SCENARIOS = {"get_by_id_2_workers": 2}
 LIST_STATUS_FILTER = "succeeded"
 PAGE_SIZE = 20
 FULL_DEEP_PAGE = 400
@@ -227,6 +230,9 @@ def migrate(database_url: str) -> None:
     from alembic import command
     from alembic.config import Config as AlembicConfig
 
+    from app.core.config import default_to_development
+
+    default_to_development()  # Alembic's env.py reads the settings; the servers get their own env
     config = AlembicConfig(str(REPO / "alembic.ini"))
     config.set_main_option("script_location", str(REPO / "alembic"))
     config.attributes["database_url"] = database_url
@@ -698,12 +704,13 @@ DESCRIPTIONS = {
     "deep_page_cursor": "GET /api/v1/payments/?cursor=<same depth>&size=20 for user 1 (keyset paging)",
     "create": "POST /api/v1/payments/ with a unique payment_id and Idempotency-Key",
     "patch_status": "PATCH /api/v1/payments/{id}/status, failed <-> pending on a pool of user 1's payments",
+    "get_by_id_2_workers": "GET /api/v1/payments/{id} as get_by_id, service and baseline with 2 workers each",
 }
 
 
 def plan_for(ctx: Context, scenario: str, target: str) -> Plan | None:
     list_path = "/api/v1/payments/?"
-    if scenario == "get_by_id":
+    if scenario in ("get_by_id", "get_by_id_2_workers"):
         return Plan("get_by_id.lua")
     if scenario == "list_page1_filtered":
         return Plan("static_get.lua", list_path + urlencode({"payment_status": LIST_STATUS_FILTER, "size": PAGE_SIZE}))
@@ -730,7 +737,7 @@ def preflight(ctx: Context, scenario: str, target: Target, plan: Plan) -> tuple[
     base = target.server.base_url
     if plan.path is not None:
         return http_request("GET", base + plan.path, headers, None)
-    if scenario == "get_by_id":
+    if scenario in ("get_by_id", "get_by_id_2_workers"):
         return http_request("GET", f"{base}/api/v1/payments/{ctx.dataset.get_ids[0]}", headers, None)
     headers["Content-Type"] = "application/json"
     if scenario == "create":
@@ -901,6 +908,84 @@ def check_same_rows(ctx: Context, service: Target, baseline: Target) -> dict[str
     return checks
 
 
+def run_scenario(ctx: Context, scenario: str, service: Target, baseline: Target) -> ScenarioResult:
+    """Service and baseline, alternately for the configured rounds; each one's best run is kept."""
+    config = ctx.config
+    cursor_note = ctx.cursor_note
+    result = ScenarioResult(scenario, DESCRIPTIONS[scenario])
+    for round_number, target in [(n, t) for n in range(1, config.rounds + 1) for t in (service, baseline)]:
+        plan = plan_for(ctx, scenario, target.name)
+        if plan is None:
+            if target.name == "service":
+                result.supported = False
+                result.note = cursor_note or "not supported by the service yet"
+            continue
+        log(f"{scenario}: {target.name} round {round_number} ({config.warmup} s warm-up + {config.duration} s)")
+        measured = measure(ctx, scenario, target, plan)
+        result.rounds.setdefault(target.name, []).append(
+            {
+                "requests_per_second": measured.requests_per_second,
+                "p99_ms": measured.p99_ms,
+                "errors": measured.errors,
+            }
+        )
+        best: Measurement | None = getattr(result, target.name)
+        if best is None or measured.requests_per_second > best.requests_per_second:
+            setattr(result, target.name, measured)
+        log(
+            f"{scenario}: {target.name} {measured.requests_per_second:,.1f} req/s, "
+            f"p50 {measured.p50_ms:.2f} ms, p99 {measured.p99_ms:.2f} ms, errors {measured.errors}, "
+            f"server CPU {fmt(measured.server_cpu_percent, 0)}% of a core, "
+            f"other processes {fmt(measured.other_cpu_percent, 0)}% of the machine"
+        )
+    if result.service and result.baseline and result.baseline.requests_per_second > 0:
+        result.ratio = round(result.service.requests_per_second / result.baseline.requests_per_second, 3)
+    if result.service and result.service.errors:
+        extra = f"service answered {result.service.non_2xx} non-2xx, {result.service.socket_errors} socket errors"
+        result.note = f"{result.note}; {extra}" if result.note else extra
+    errors_in_other_rounds = sum(int(r["errors"]) for r in result.rounds.get("service", [])) - (
+        result.service.errors if result.service else 0
+    )
+    if errors_in_other_rounds:
+        extra = f"service had {errors_in_other_rounds} errors in its other rounds"
+        result.note = f"{result.note}; {extra}" if result.note else extra
+    return result
+
+
+def run_with_workers(
+    ctx: Context, scenario: str, workers: int, service_setup: tuple[str, dict[str, str]], baseline_env: dict[str, str]
+) -> ScenarioResult:
+    """`scenario` on a fresh service and baseline with `workers` uvicorn workers each."""
+    token, service_env = service_setup
+    service_port, baseline_port = free_port(), free_port()
+    service_server = Server(
+        "service",
+        service_port,
+        uvicorn_command("app.main:app", service_port, workers),
+        WORK_DIR / f"service-{workers}-workers.log",
+    )
+    baseline_server = Server(
+        "baseline",
+        baseline_port,
+        uvicorn_command("bench.baseline_app:app", baseline_port, workers),
+        WORK_DIR / f"baseline-{workers}-workers.log",
+    )
+    try:
+        service_server.start(service_env)
+        baseline_server.start(baseline_env)
+        for server in (service_server, baseline_server):
+            server.wait_ready()
+        roots = [server.process.pid for server in (service_server, baseline_server) if server.process is not None]
+        if ctx.dataset.postmaster_pid is not None:
+            roots.append(ctx.dataset.postmaster_pid)
+        service = Target("service", service_server, {"BENCH_TOKEN": token})
+        baseline = Target("baseline", baseline_server, {"BENCH_USER_ID": str(BENCH_USER)})
+        return run_scenario(replace(ctx, cpu=CpuAccount(roots)), scenario, service, baseline)
+    finally:
+        for server in (service_server, baseline_server):
+            server.stop()
+
+
 def cpu_model() -> str:
     for line in read_text(Path("/proc/cpuinfo")).splitlines():
         if line.startswith("model name"):
@@ -1027,7 +1112,10 @@ def mint_token(secret_key: str, database_url: str) -> str:
     from app.core.security import create_access_token
 
     settings = Settings(environment="production", secret_key=SecretStr(secret_key), database_url=database_url)
-    return create_access_token(BENCH_USER, settings, expires_in=timedelta(hours=6))
+    # A trusted backend's token (the booking service's): status moves are for backends, and the per-user
+    # write limit would otherwise stop the create scenario after its first 120 requests.
+    roles = [settings.service_role]
+    return create_access_token(BENCH_USER, settings, roles=roles, expires_in=timedelta(hours=6))
 
 
 def run(config: Config) -> int:
@@ -1104,46 +1192,8 @@ def run(config: Config) -> int:
         same_rows = check_same_rows(ctx, service, baseline)
 
         for scenario in config.scenarios:
-            result = ScenarioResult(scenario, DESCRIPTIONS[scenario])
-            for round_number, target in [(n, t) for n in range(1, config.rounds + 1) for t in (service, baseline)]:
-                plan = plan_for(ctx, scenario, target.name)
-                if plan is None:
-                    if target.name == "service":
-                        result.supported = False
-                        result.note = cursor_note or "not supported by the service yet"
-                    continue
-                log(f"{scenario}: {target.name} round {round_number} ({config.warmup} s warm-up + {config.duration} s)")
-                measured = measure(ctx, scenario, target, plan)
-                result.rounds.setdefault(target.name, []).append(
-                    {
-                        "requests_per_second": measured.requests_per_second,
-                        "p99_ms": measured.p99_ms,
-                        "errors": measured.errors,
-                    }
-                )
-                best: Measurement | None = getattr(result, target.name)
-                if best is None or measured.requests_per_second > best.requests_per_second:
-                    setattr(result, target.name, measured)
-                log(
-                    f"{scenario}: {target.name} {measured.requests_per_second:,.1f} req/s, "
-                    f"p50 {measured.p50_ms:.2f} ms, p99 {measured.p99_ms:.2f} ms, errors {measured.errors}, "
-                    f"server CPU {fmt(measured.server_cpu_percent, 0)}% of a core, "
-                    f"other processes {fmt(measured.other_cpu_percent, 0)}% of the machine"
-                )
-            if result.service and result.baseline and result.baseline.requests_per_second > 0:
-                result.ratio = round(result.service.requests_per_second / result.baseline.requests_per_second, 3)
-            if result.service and result.service.errors:
-                extra = (
-                    f"service answered {result.service.non_2xx} non-2xx, {result.service.socket_errors} socket errors"
-                )
-                result.note = f"{result.note}; {extra}" if result.note else extra
-            errors_in_other_rounds = sum(int(r["errors"]) for r in result.rounds.get("service", [])) - (
-                result.service.errors if result.service else 0
-            )
-            if errors_in_other_rounds:
-                extra = f"service had {errors_in_other_rounds} errors in its other rounds"
-                result.note = f"{result.note}; {extra}" if result.note else extra
-            results.append(result)
+            if scenario not in MULTI_WORKER_SCENARIOS:
+                results.append(run_scenario(ctx, scenario, service, baseline))
 
         for name, server in (("service", service_server), ("baseline", baseline_server)):
             pids = server.worker_pids()
@@ -1154,6 +1204,10 @@ def run(config: Config) -> int:
     finally:
         for server in (service_server, baseline_server):
             server.stop()
+
+    for scenario, workers in MULTI_WORKER_SCENARIOS.items():
+        if scenario in config.scenarios:
+            results.append(run_with_workers(ctx, scenario, workers, (token, service_env), baseline_env))
 
     busy_after = cpu_busy_percent()
     service_rss = rss.get("service", {}).get("peak_rss_mb_per_worker", [])
