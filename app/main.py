@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app.api import meta
-from app.api.middleware import BodySizeLimitMiddleware, RequestObservabilityMiddleware
+from app.api.middleware import RequestBodyMiddleware, RequestObservabilityMiddleware
 from app.api.problems import install_problem_handlers
 from app.api.rate_limit import UserWriteLimit
 from app.api.v1 import routers as api_routers
@@ -63,7 +63,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # Browsers hide response headers from scripts unless listed: If-Match needs the ETag.
             expose_headers=["ETag", "X-Request-ID", "Idempotent-Replayed", "Retry-After"],
         )
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestBodyMiddleware, max_bytes=settings.max_body_bytes, timeout=settings.request_body_timeout_seconds
+    )
     app.add_middleware(RequestObservabilityMiddleware)  # added last: runs first, sees every response
     install_problem_handlers(app)
     # The API first: routes are matched in order, and these are the ones under load.

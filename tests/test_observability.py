@@ -143,6 +143,18 @@ async def test_metrics_can_require_a_token(client: httpx.AsyncClient, settings_o
     assert (await client.get("/metrics", headers={"Authorization": "Bearer scrape-me"})).status_code == 200
 
 
+async def test_metrics_are_closed_in_production_without_a_token(
+    client: httpx.AsyncClient, settings_override: dict[str, Any]
+) -> None:
+    settings_override["environment"] = "production"
+    closed = await client.get("/metrics")
+    assert (closed.status_code, closed.headers["content-type"]) == (403, "application/problem+json")
+    assert "METRICS_TOKEN" in closed.json()["detail"]
+    settings_override["metrics_token"] = SecretStr("a-scraper-token-long-enough-for-prod")
+    scraped = await client.get("/metrics", headers={"Authorization": "Bearer a-scraper-token-long-enough-for-prod"})
+    assert scraped.status_code == 200
+
+
 async def test_pool_usage_is_exported(settings: Settings) -> None:
     database = await Database.connect(settings)
     POOL.usage = database.pool_usage

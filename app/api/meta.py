@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.problems import problem_responses
 from app.core.config import SERVICE_NAME, SERVICE_VERSION
-from app.core.errors import NotAuthenticated
+from app.core.errors import Forbidden, NotAuthenticated
 from app.core.metrics import REGISTRY
 from app.dependencies.database import UnitOfWorkDep
 from app.repositories.health import database_answers
@@ -72,10 +72,13 @@ async def ready(uow: UnitOfWorkDep) -> Readiness:
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
-    """Prometheus text format. Off with METRICS_ENABLED=false; METRICS_TOKEN makes it need a token."""
+    """Prometheus text format. Off with METRICS_ENABLED=false; METRICS_TOKEN makes it need a token,
+    and in production it is closed until one is set."""
     settings = request.app.state.settings
     if not settings.metrics_enabled:
         raise StarletteHTTPException(404)
+    if settings.metrics_token is None and settings.environment == "production":
+        raise Forbidden("GET /metrics is closed in production until METRICS_TOKEN is set")
     if settings.metrics_token is not None:
         expected = f"Bearer {settings.metrics_token.get_secret_value()}".encode()
         if not hmac.compare_digest(request.headers.get("authorization", "").encode(), expected):

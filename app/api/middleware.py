@@ -1,6 +1,7 @@
 """One pure-ASGI middleware for what every request needs: its X-Request-ID, one structured log
 line, and its metrics. (Pure ASGI: BaseHTTPMiddleware would cost a task and a stream per request.)"""
 
+import asyncio
 import itertools
 import logging
 import os
@@ -11,7 +12,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.problems import render_domain_error
-from app.core.errors import PayloadTooLarge
+from app.core.errors import BodyTimeout, DomainError, PayloadTooLarge
 from app.core.logging import request_id_var
 from app.core.metrics import observe_request
 
@@ -75,50 +76,69 @@ class RequestObservabilityMiddleware:
             request_id_var.reset(context)
 
 
-class BodySizeLimitMiddleware:
-    """Refuse request bodies over `max_bytes` with 413, whether announced by Content-Length or
-    streamed in chunks, before the app parses (or stores) any of it."""
+class RequestBodyMiddleware:
+    """Reads a request's whole body before the app sees the request, so that no route, dependency
+    or database slot ever waits for a client: at most `max_bytes` (else 413, whether announced by
+    Content-Length or streamed in chunks) within `timeout` seconds of the first read (else 408). A
+    client that goes away mid-body gets no answer and costs one INFO line."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout: float) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        chunked = False
+        has_body = False
         for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await render_domain_error(self._too_large())(scope, receive, send)
-                return
-            chunked = chunked or (name == b"transfer-encoding" and b"chunked" in value.lower())
-        if not chunked:
-            # No body, or one bounded by its Content-Length (which the server holds it to).
+            if name == b"content-length":
+                if value.isdigit() and int(value) > self.max_bytes:
+                    await render_domain_error(self._too_large())(scope, receive, send)
+                    return
+                has_body = has_body or value not in (b"0", b"")
+            elif name == b"transfer-encoding":
+                has_body = has_body or b"chunked" in value.lower()
+        if not has_body:  # GETs and the like: nothing to wait for, nothing added
             await self.app(scope, receive, send)
             return
-        # A chunked body has no announced size: read it here, up to the limit, then hand it on.
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away before sending the whole body: nothing to serve
-            body += message.get("body", b"")
-            if len(body) > self.max_bytes:
-                await render_domain_error(self._too_large())(scope, receive, send)
-                return
-            if not message.get("more_body", False):
-                break
+        try:
+            async with asyncio.timeout(self.timeout):
+                body = await self._read(receive)
+        except TimeoutError:
+            error: DomainError = BodyTimeout(f"The request body did not arrive within {self.timeout:g} s")
+            await render_domain_error(error)(scope, receive, send)
+            return
+        except PayloadTooLarge as too_large:
+            await render_domain_error(too_large)(scope, receive, send)
+            return
+        if body is None:
+            access_logger.info("client disconnected before sending its whole body", extra={"method": scope["method"]})
+            return
         replayed = False
 
         async def replay() -> Message:
             nonlocal replayed
             if not replayed:
                 replayed = True
-                return {"type": "http.request", "body": bytes(body), "more_body": False}
+                return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
         await self.app(scope, replay, send)
+
+    async def _read(self, receive: Receive) -> bytes | None:
+        """The whole body; None when the client disconnected first."""
+        chunks = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None
+            chunks += message.get("body", b"")
+            if len(chunks) > self.max_bytes:
+                raise self._too_large()
+            if not message.get("more_body", False):
+                return bytes(chunks)
 
     def _too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(f"The request body is larger than {self.max_bytes} bytes")

@@ -167,3 +167,12 @@ class TooManyWrites(DomainError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}
+
+
+class BodyTimeout(DomainError):
+    status_code = 408
+    slug = "request-timeout"
+    title = "Request timeout"
+
+    def headers(self) -> dict[str, str]:
+        return {"Connection": "close"}
