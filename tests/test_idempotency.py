@@ -376,3 +376,44 @@ async def test_a_status_change_whose_key_was_taken_over_changes_nothing(
     assert (await stored(db, payment.id)).payment_status is PaymentStatus.PENDING  # type: ignore[union-attr]
     [key] = await keys(db)
     assert (key.state, key.fingerprint) == (IdempotencyState.IN_FLIGHT, "the retry")
+
+
+async def test_a_replay_checks_again_that_the_caller_may_see_the_payment(
+    client: httpx.AsyncClient, auth: TokenFactory, db: AsyncSession
+) -> None:
+    payment = await make_payment(db, user_id=1)
+    url = f"{PAYMENTS}{payment.id}/status"
+    as_admin = await client.patch(url, json={"payment_status": "failed"}, headers=with_key(auth(9, admin=True), "k"))
+    assert as_admin.status_code == 200
+    replay = await client.patch(url, json={"payment_status": "failed"}, headers=with_key(auth(9, admin=True), "k"))
+    assert replay.headers["idempotent-replayed"] == "true"
+    # The same user 9, the admin role revoked: someone else's payment is a 404, replay or not.
+    revoked = await client.patch(url, json={"payment_status": "failed"}, headers=with_key(auth(9), "k"))
+    assert_problem(revoked, 404, "/payment-not-found")
+    assert "user_id" not in revoked.text
+    # The owner's own replays are unaffected.
+    mine = await client.post(PAYMENTS, json=body(), headers=with_key(auth(9), "own"))
+    again = await client.post(PAYMENTS, json=body(), headers=with_key(auth(9), "own"))
+    assert (again.status_code, again.headers["idempotent-replayed"], again.content) == (201, "true", mine.content)
+
+
+NESTED_JSON = b"[" * 30_000 + b"]" * 30_000  # under MAX_BODY_BYTES, deeper than Python's recursion limit
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", PAYMENTS), ("PATCH", "{payment}/status"), ("PUT", "{payment}")],
+)
+@pytest.mark.parametrize("key", [None, "deep"])
+async def test_deeply_nested_json_is_a_422_and_writes_nothing(
+    client: httpx.AsyncClient, auth: TokenFactory, db: AsyncSession, method: str, path: str, key: str | None
+) -> None:
+    payment = await make_payment(db, user_id=1)
+    url = path if path == PAYMENTS else f"{PAYMENTS}{path.format(payment=payment.id)}"
+    headers = {**auth(1), "Content-Type": "application/json"} | ({"Idempotency-Key": key} if key else {})
+    problem = assert_problem(await client.request(method, url, content=NESTED_JSON, headers=headers), 422)
+    assert [(error["location"], error["type"]) for error in problem["errors"]] == [("body", "json_invalid")]
+    assert await keys(db) == []
+    assert await payment_count(db) == 1
+    row = await stored(db, payment.id)
+    assert row is not None and row.version == payment.version

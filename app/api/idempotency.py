@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Annotated
 
+import orjson
 from fastapi import Depends, Header, Request
 from starlette.responses import Response
 
@@ -28,7 +29,9 @@ from app.core.errors import (
     IdempotencyKeyInFlight,
     IdempotencyKeyReused,
     InvalidIdempotencyKey,
+    PaymentNotFound,
 )
+from app.core.security import Principal
 from app.dependencies.auth import CurrentUser
 from app.dependencies.database import UnitOfWorkDep
 from app.models import IdempotencyState
@@ -59,7 +62,7 @@ def parse_idempotency_key(values: list[str]) -> str | None:
 def request_fingerprint(method: str, path: str, body: bytes) -> str:
     try:
         canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode() if body else b""
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deep: the route answers 422 for it
         canonical = body
     return hashlib.sha256(b"\n".join([method.encode(), path.encode(), canonical])).hexdigest()
 
@@ -76,7 +79,7 @@ class Idempotency:
         self,
         *,
         key: str | None,
-        user_id: int,
+        principal: Principal,
         fingerprint: str,
         uow: UnitOfWork,
         ttl: timedelta,
@@ -84,7 +87,8 @@ class Idempotency:
         for_new_payment: bool = False,
     ) -> None:
         self.key = key
-        self.user_id = user_id
+        self.principal = principal
+        self.user_id = principal.user_id
         self.fingerprint = fingerprint
         self.uow = uow
         self.ttl = ttl
@@ -179,8 +183,22 @@ class Idempotency:
         status = existing["response_status"]
         if existing["state"] == IdempotencyState.IN_FLIGHT or status is None:
             raise IdempotencyKeyInFlight("A request with this Idempotency-Key is in progress; retry later")
+        body = existing["response_body"] or b""
+        if not self._may_still_see(body):
+            raise PaymentNotFound("Payment not found")
         headers = {**(existing["response_headers"] or {}), REPLAYED_HEADER: "true"}
-        return Response(existing["response_body"] or b"", status, headers=headers)
+        return Response(body, status, headers=headers)
+
+    def _may_still_see(self, body: bytes) -> bool:
+        """Whether the caller may still see the payment a stored response shows: the key was theirs,
+        but the role that let them see someone else's payment (admin, service) may be gone since."""
+        if self.principal.is_trusted:
+            return True
+        try:
+            owner = orjson.loads(body).get("user_id")
+        except (orjson.JSONDecodeError, AttributeError):
+            return True  # not a payment
+        return owner is None or owner == self.principal.user_id
 
     async def _release(self, claim: Claim) -> None:
         try:
@@ -206,7 +224,7 @@ async def _idempotency(
     settings = request.app.state.settings
     return Idempotency(
         key=key,
-        user_id=principal.user_id,
+        principal=principal,
         fingerprint=request_fingerprint(request.method, request.url.path, await request.body()) if key else "",
         uow=uow,
         ttl=timedelta(seconds=settings.idempotency_key_ttl_seconds),
