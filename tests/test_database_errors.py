@@ -2,10 +2,13 @@
 (500), and what the compiled-once statements refuse."""
 
 import asyncpg  # type: ignore[import-untyped]
+import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import bindparam, column, select, table, update
 from sqlalchemy.dialects.postgresql import JSONB
 
+from app.api.problems import install_problem_handlers
 from app.core.database import DatabaseBusy, Statement, is_database_unavailable
 
 
@@ -14,33 +17,53 @@ def postgres_error(sqlstate: str) -> Exception:
     return error
 
 
-@pytest.mark.parametrize(
-    ("error", "unavailable"),
-    [
-        (postgres_error("57014"), True),  # statement timeout
-        (postgres_error("57P01"), True),  # admin shutdown
-        (postgres_error("08006"), True),  # connection failure
-        (postgres_error("53300"), True),  # too many connections
-        (asyncpg.InterfaceError("cannot perform operation: connection is closed"), True),
-        (ConnectionResetError(), True),
-        (postgres_error("22021"), False),  # bad input that should have been refused earlier: a bug
-        (postgres_error("23505"), False),  # unique violation
-        # A connection whose protocol a failure left mid-operation (never reused, but the request
-        # that meets it gets a 503 and retries).
-        (asyncpg.InterfaceError("cannot perform operation: another operation is in progress"), True),
-        (
-            asyncpg.exceptions.InternalClientError("cannot switch to state 15; another operation (2) is in progress"),
-            True,
-        ),
-        (asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation"), True),
-        (DatabaseBusy("no database connection became free in time"), True),
-        (postgres_error("55P03"), True),  # lock timeout
-        (postgres_error("53200"), True),  # out of memory
-        (asyncpg.exceptions.DataError("invalid input for query argument $1"), False),
-    ],
-)
+DRIVER_ERRORS = [
+    (postgres_error("57014"), True),  # statement timeout
+    (postgres_error("57P01"), True),  # admin shutdown
+    (postgres_error("08006"), True),  # connection failure
+    (postgres_error("53300"), True),  # too many connections
+    (asyncpg.InterfaceError("cannot perform operation: connection is closed"), True),
+    (ConnectionResetError(), True),
+    (postgres_error("22021"), False),  # bad input that should have been refused earlier: a bug
+    (postgres_error("23505"), False),  # unique violation
+    # A connection whose protocol a failure left mid-operation (never reused, but the request
+    # that meets it gets a 503 and retries).
+    (asyncpg.InterfaceError("cannot perform operation: another operation is in progress"), True),
+    (
+        asyncpg.exceptions.InternalClientError("cannot switch to state 15; another operation (2) is in progress"),
+        True,
+    ),
+    (asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation"), True),
+    (DatabaseBusy("no database connection became free in time"), True),
+    (postgres_error("55P03"), True),  # lock timeout
+    (postgres_error("53200"), True),  # out of memory
+    (asyncpg.exceptions.DataError("invalid input for query argument $1"), False),
+]
+
+
+@pytest.mark.parametrize(("error", "unavailable"), DRIVER_ERRORS)
 def test_driver_errors_are_unavailable_only_when_the_database_is(error: Exception, unavailable: bool) -> None:
     assert is_database_unavailable(error) is unavailable
+
+
+@pytest.mark.parametrize(("error", "unavailable"), DRIVER_ERRORS)
+async def test_each_driver_error_reaches_the_error_map_through_the_app(error: Exception, unavailable: bool) -> None:
+    """Whatever the driver raises in a route is answered by the one error map: 503 problem+json with
+    Retry-After when the database is unavailable, else a 500 without details (never a bare crash)."""
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.get("/fails")
+    async def fails() -> None:
+        raise error
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.get("/fails")
+    assert response.status_code == (503 if unavailable else 500), (type(error), response.text)
+    assert response.headers["content-type"] == "application/problem+json"
+    assert ("retry-after" in response.headers) is unavailable
+    assert "from the server" not in response.text and "asyncpg" not in response.text
 
 
 def test_a_statement_compiled_once_binds_by_name_and_keeps_its_literals() -> None:

@@ -2,9 +2,11 @@
 lets in-flight requests finish. These use their own embedded PostgreSQL, which they stop."""
 
 import asyncio
+import os
 import signal
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +55,12 @@ async def _rows(url: str, query: str) -> list[Any]:
 
 async def test_the_service_survives_a_database_restart(own_postgres: tuple[Path, str]) -> None:
     data_dir, url = own_postgres
-    env = {"DATABASE_URL": url, "SECRET_KEY": TEST_SECRET, "DB_CONNECT_TIMEOUT_SECONDS": "1"}
+    env = {
+        "DATABASE_URL": url,
+        "SECRET_KEY": TEST_SECRET,
+        "DB_CONNECT_TIMEOUT_SECONDS": "1",
+        "USER_WRITE_LIMIT_PER_MINUTE": "0",  # four clients creating non-stop as one user
+    }
     with uvicorn_servers(1, env) as [server]:
         base = server.url
         outcomes: list[Outcome] = []
@@ -154,7 +161,7 @@ def test_sigterm_lets_in_flight_requests_finish(own_postgres: tuple[Path, str]) 
                             async_client.patch(
                                 f"/api/v1/payments/{payment_id}/status",
                                 json={"payment_status": "succeeded"},
-                                headers=headers_for(1),
+                                headers=headers_for(2, service=True),
                             )
                         )
                         await asyncio.sleep(0.5)
@@ -175,3 +182,175 @@ def test_sigterm_lets_in_flight_requests_finish(own_postgres: tuple[Path, str]) 
         assert any("Application shutdown complete" in line for line in shutdown), shutdown
     rows = asyncio.run(_rows(url, f"SELECT payment_status::text FROM payments WHERE id = {int(payment_id)}"))
     assert rows == [("succeeded",)]
+
+
+def postgres_pids(data_dir: Path) -> list[int]:
+    """The postmaster (first line of postmaster.pid) and all its children."""
+    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == postmaster:
+            children.append(int(stat.parent.name))
+    return [postmaster, *children]
+
+
+CHAOS_SECONDS = 30
+
+
+async def test_stop_start_and_kill_under_mixed_load_on_two_processes(own_postgres: tuple[Path, str]) -> None:
+    """For 30 s PostgreSQL is stopped, started and killed in turn while clients create (with an
+    Idempotency-Key), move and read payments through two server processes. Every answer is a 2xx or
+    a 503; afterwards every acknowledged payment and move is stored with its history, and a retry of
+    each create that got a 503, with its key, answers with the one stored payment."""
+    data_dir, url = own_postgres
+    env = {
+        "DATABASE_URL": url,
+        "SECRET_KEY": TEST_SECRET,
+        "DB_CONNECT_TIMEOUT_SECONDS": "1",
+        "IDEMPOTENCY_LOCK_TIMEOUT_SECONDS": "4",  # a key a failed release left in flight frees up soon
+        "USER_WRITE_LIMIT_PER_MINUTE": "0",
+    }
+    answers: Counter[tuple[str, int]] = Counter()
+    creates: list[tuple[int, str, int, int | None]] = []  # (user, key, status, payment's id)
+    moves: list[tuple[int, int]] = []  # (payment's id, status)
+    with uvicorn_servers(2, env) as servers:
+        stop_at = time.monotonic() + CHAOS_SECONDS
+
+        async def client_loop(user_id: int) -> None:
+            user, backend = headers_for(user_id), headers_for(50, service=True)
+            pending: list[int] = []
+            async with httpx.AsyncClient(timeout=15) as client:
+                while time.monotonic() < stop_at:
+                    base = servers[len(creates) % 2].url
+                    key = uuid.uuid4().hex
+                    created = await client.post(
+                        f"{base}/api/v1/payments/", json=new_payment(key), headers={**user, "Idempotency-Key": key}
+                    )
+                    answers["POST", created.status_code] += 1
+                    new_id = created.json()["id"] if created.status_code == 201 else None
+                    creates.append((user_id, key, created.status_code, new_id))
+                    if created.status_code == 503:
+                        assert created.headers["retry-after"], created.headers
+                        assert created.headers["content-type"] == "application/problem+json"
+                    if pending:
+                        target = pending.pop(0)
+                        moved = await client.patch(
+                            f"{base}/api/v1/payments/{target}/status",
+                            json={"payment_status": "processing"},
+                            headers=backend,
+                        )
+                        answers["PATCH", moved.status_code] += 1
+                        moves.append((target, moved.status_code))
+                        read = await client.get(f"{base}/api/v1/payments/{target}", headers=user)
+                        answers["GET", read.status_code] += 1
+                    if new_id is not None:
+                        pending.append(new_id)
+                    await asyncio.sleep(0.01)
+
+        async def chaos() -> list[str]:
+            done: list[str] = []
+            while time.monotonic() < stop_at - 4:
+                await asyncio.sleep(2)
+                if len(done) % 2 == 0:
+                    await asyncio.to_thread(embedded_postgres.stop, data_dir)
+                    done.append("stop")
+                else:
+                    os.kill(postgres_pids(data_dir)[0], signal.SIGKILL)
+                    done.append("kill")
+                await asyncio.sleep(1.5)
+                await asyncio.to_thread(embedded_postgres.server, data_dir)
+            return done
+
+        loops = [asyncio.create_task(client_loop(user_id)) for user_id in range(1, 5)]
+        happened = await chaos()
+        await asyncio.gather(*loops)
+
+        stored_before_retries = {row[0] for row in await _rows(url, "SELECT payment_id FROM payments")}
+        await asyncio.sleep(4.5)  # past IDEMPOTENCY_LOCK_TIMEOUT_SECONDS
+        retries: list[tuple[str, httpx.Response]] = []
+        async with httpx.AsyncClient(base_url=servers[0].url, timeout=15) as client:
+            for user_id, key, status, _ in creates:
+                if status != 201:
+                    retry = await client.post(
+                        "/api/v1/payments/",
+                        json=new_payment(key),
+                        headers={**headers_for(user_id), "Idempotency-Key": key},
+                    )
+                    retries.append((key, retry))
+
+    summary = f"{happened}: {dict(answers)}"
+    assert "stop" in happened and "kill" in happened, summary
+    assert {status for (_, status) in answers} <= {200, 201, 503}, summary
+    assert answers["POST", 201] > 50 and answers["POST", 503] > 0 and answers["PATCH", 200] > 0, summary
+    stored = {row[0]: row[1] for row in await _rows(url, "SELECT payment_id, id FROM payments")}
+    for _, key, status, new_id in creates:
+        if status == 201:
+            assert stored.get(f"pi_{key}") == new_id, f"acknowledged pi_{key} is stored ({summary})"
+    for key, retry in retries:
+        assert retry.status_code == 201, (key, retry.status_code, retry.text)
+        assert stored[f"pi_{key}"] == retry.json()["id"], f"the retry of {key} answers with the stored payment"
+        # A 503 whose work had committed after all (the answer lost on the way) is replayed, not redone.
+        replayed = retry.headers.get("idempotent-replayed") == "true"
+        assert replayed == (f"pi_{key}" in stored_before_retries), (key, replayed)
+    assert set(stored) <= {f"pi_{key}" for _, key, _, _ in creates}, "only payments the clients sent exist"
+    unrecorded = await _rows(
+        url, "SELECT p.id FROM payments p LEFT JOIN payment_status_history h ON h.payment_id = p.id WHERE h.id IS NULL"
+    )
+    assert unrecorded == [], "no payment without its creation history"
+    moved = {
+        row[0]
+        for row in await _rows(url, "SELECT payment_id FROM payment_status_history WHERE to_status = 'processing'")
+    }
+    for payment_id, status in moves:
+        if status == 200:
+            assert payment_id in moved, f"the acknowledged move of {payment_id} has its history row"
+
+
+def new_payment(key: str) -> dict[str, str]:
+    return {"payment_id": f"pi_{key}", "provider": "stripe", "currency": "USD", "amount_total": "3"}
+
+
+async def test_a_hung_database_is_a_503_within_the_deadline_and_recovery_is_quick(
+    own_postgres: tuple[Path, str],
+) -> None:
+    """PostgreSQL's processes stopped (SIGSTOP): connections stay open and nothing answers. Reads
+    and writes get a 503 within DB_REQUEST_TIMEOUT_SECONDS, readiness says so, and after SIGCONT the
+    service answers again within 5 s."""
+    data_dir, url = own_postgres
+    env = {"DATABASE_URL": url, "SECRET_KEY": TEST_SECRET, "DB_REQUEST_TIMEOUT_SECONDS": "3"}
+    with uvicorn_servers(1, env) as [server]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=20) as client:
+            created = await client.post("/api/v1/payments/", json=new_payment("hung_0"), headers=headers_for(1))
+            payment = f"/api/v1/payments/{created.json()['id']}"
+            assert (await client.get(payment, headers=headers_for(1))).status_code == 200  # pooled connections open
+            pids = postgres_pids(data_dir)
+            for pid in pids:
+                os.kill(pid, signal.SIGSTOP)
+            try:
+                timings = []
+                for method, path, body in (
+                    ("GET", payment, None),
+                    ("POST", "/api/v1/payments/", new_payment("hung_1")),
+                    ("GET", "/health/ready", None),
+                ):
+                    started = time.monotonic()
+                    response = await client.request(method, path, json=body, headers=headers_for(1))
+                    timings.append((method, path, response.status_code, round(time.monotonic() - started, 2)))
+                    assert response.status_code == 503, (timings, response.text)
+                    assert response.headers["retry-after"]
+                assert all(seconds < 3.8 for *_, seconds in timings), timings
+            finally:
+                for pid in pids:
+                    os.kill(pid, signal.SIGCONT)
+            resumed = time.monotonic()
+            while True:
+                answer = await client.get(payment, headers=headers_for(1))
+                if answer.status_code == 200 or time.monotonic() - resumed > 5:
+                    break
+                await asyncio.sleep(0.1)
+            assert answer.status_code == 200, f"not serving again 5 s after SIGCONT: {answer.status_code}"
+            assert time.monotonic() - resumed < 5

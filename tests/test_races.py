@@ -50,9 +50,11 @@ async def live_db(live_database_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-def headers_for(user_id: int, **extra: str) -> dict[str, str]:
+def headers_for(user_id: int, *, service: bool = False, **extra: str) -> dict[str, str]:
+    """An end user's token, or with `service` a trusted backend's (which may record gateway outcomes)."""
     settings = Settings(secret_key=TEST_SECRET, _env_file=None)
-    return {"Authorization": f"Bearer {create_access_token(user_id, settings)}", **extra}
+    token = create_access_token(user_id, settings, roles=[settings.service_role] if service else [])
+    return {"Authorization": f"Bearer {token}", **extra}
 
 
 Request = tuple[str, str, dict[str, Any] | None, dict[str, str]]
@@ -86,7 +88,7 @@ async def test_racing_status_moves_leave_exactly_one_winner(servers: list[str], 
     responses = await fire(
         servers,
         [
-            ("PATCH", f"/api/v1/payments/{payment_id}/status", {"payment_status": target}, headers_for(1))
+            ("PATCH", f"/api/v1/payments/{payment_id}/status", {"payment_status": target}, headers_for(2, service=True))
             for target in targets
         ],
     )
@@ -108,7 +110,7 @@ async def test_racing_status_moves_leave_exactly_one_winner(servers: list[str], 
 
 async def test_fifty_creates_with_one_key_make_one_payment(servers: list[str], live_db: AsyncEngine) -> None:
     body = {"payment_id": "pi_idem_race", "provider": "stripe", "currency": "USD", "amount_total": "25.00"}
-    headers = headers_for(7, **{"Idempotency-Key": "race-key"})
+    headers = {**headers_for(7), "Idempotency-Key": "race-key"}
     responses = await fire(servers, [("POST", "/api/v1/payments/", body, headers)] * 50)
 
     statuses = Counter(response.status_code for response in responses)
@@ -124,7 +126,7 @@ async def test_fifty_creates_with_one_key_make_one_payment(servers: list[str], l
 async def test_fifty_different_creates_with_one_key_still_make_one_payment(
     servers: list[str], live_db: AsyncEngine
 ) -> None:
-    headers = headers_for(8, **{"Idempotency-Key": "race-key-bodies"})
+    headers = {**headers_for(8), "Idempotency-Key": "race-key-bodies"}
     requests = [
         (
             "POST",

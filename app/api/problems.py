@@ -126,7 +126,15 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    for database_error in (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+    # InternalClientError: asyncpg's protocol in a state a failure left it in (e.g. a connection
+    # PostgreSQL's shutdown message reached while it sat in the pool); it subclasses only Exception.
+    for database_error in (
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        asyncpg.InternalClientError,
+        OSError,
+        TimeoutError,
+    ):
         app.add_exception_handler(database_error, _database_error)
     app.add_exception_handler(Exception, _unexpected_error)
 

@@ -18,6 +18,7 @@ use of the database, so a hung PostgreSQL is answered with 503 instead of a hang
 """
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -150,9 +151,11 @@ class PoolSource:
         if failed:
             # Even an error the server reports can leave the protocol waiting for a reply that never
             # comes (a shutdown arriving mid-statement), and a timed-out statement may still run on
-            # the server: the next request gets a fresh connection instead.
-            connection.terminate()
-        await self.pool.release(connection)
+            # the server: the next request gets a fresh connection instead. A connection the server
+            # closed went back to the pool by itself already, and its proxy refuses terminate().
+            with contextlib.suppress(asyncpg.InterfaceError):
+                connection.terminate()
+        await self.pool.release(connection)  # a no-op for a connection already back in the pool
 
 
 async def _keep_session(connection: Connection) -> None:

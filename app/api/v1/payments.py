@@ -71,7 +71,7 @@ async def get_payment(id: PaymentIdPath, user: CurrentUser, uow: UnitOfWorkDep) 
     "/",
     status_code=status.HTTP_201_CREATED,
     response_model=PaymentRecord,
-    responses=single(201, 400, 409, 413),
+    responses=single(201, 400, 403, 409, 413, 429),
     summary="Record a payment (owner: the caller); Idempotency-Key supported",
 )
 async def create_payment(
@@ -150,7 +150,7 @@ async def get_payment_history(id: PaymentIdPath, user: CurrentUser, uow: UnitOfW
 @router.put(
     "/{id}",
     response_model=PaymentRecord,
-    responses=single(200, 404, 409, 412, 413),
+    responses=single(200, 403, 404, 409, 412, 413, 429),
     summary="Change a payment's mutable fields (only those sent); If-Match supported",
 )
 async def update_payment(
@@ -162,7 +162,7 @@ async def update_payment(
 @router.patch(
     "/{id}/status",
     response_model=PaymentRecord,
-    responses=single(200, 400, 404, 409, 412, 413),
+    responses=single(200, 400, 403, 404, 409, 412, 413, 429),
     summary="Move a payment to another status; Idempotency-Key and If-Match supported",
 )
 async def change_payment_status(
@@ -184,7 +184,7 @@ async def change_payment_status(
 @router.delete(
     "/{id}",
     response_model=PaymentRecord,
-    responses=single(200, 400, 404, 409, 412, 413),
+    responses=single(200, 400, 403, 404, 409, 412, 413, 429),
     summary="Cancel a payment (it is kept, with status canceled); Idempotency-Key and If-Match supported",
 )
 async def cancel_payment(
