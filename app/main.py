@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
 
 from app.api import meta
 from app.api.middleware import RequestBodyMiddleware, RequestObservabilityMiddleware
@@ -24,6 +25,13 @@ def attach_database(app: FastAPI, database: Database) -> None:
     """The database every request's unit of work comes from (tests attach their own)."""
     app.state.database = database
     POOL.usage = database.pool_usage
+
+
+def operation_id(route: APIRoute) -> str:
+    """Each operation's OpenAPI operationId: its route function's name (`create_payment`), stable
+    and plain, so generated clients get readable method names (FastAPI's default appends the path
+    and method: `create_payment_api_v1_payments__post`)."""
+    return route.name
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -50,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        generate_unique_id_function=operation_id,
     )
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings)

@@ -3,7 +3,9 @@ lets in-flight requests finish. These use their own embedded PostgreSQL, which t
 
 import asyncio
 import os
+import shutil
 import signal
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -35,13 +37,18 @@ class Outcome:
 
 
 @pytest.fixture
-def own_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
-    data_dir = tmp_path_factory.mktemp("outage") / "pg"
-    url = embedded_postgres.asyncpg_url(data_dir)
-    app_url = databases.create_database(url, "outage")
-    databases.migrate(app_url)
-    yield data_dir, app_url
-    embedded_postgres.stop(data_dir)
+def own_postgres() -> Iterator[tuple[Path, str]]:
+    # Not under pytest's tmp_path: PostgreSQL runs as pgserver's own user when we are root, and any
+    # pytest process started meanwhile makes /tmp/pytest-of-<user> private (0700) again.
+    data_dir = Path(tempfile.mkdtemp(prefix="outage-")) / "pg"
+    try:
+        url = embedded_postgres.asyncpg_url(data_dir)
+        app_url = databases.create_database(url, "outage")
+        databases.migrate(app_url)
+        yield data_dir, app_url
+        embedded_postgres.stop(data_dir)
+    finally:
+        shutil.rmtree(data_dir.parent, ignore_errors=True)
 
 
 async def _rows(url: str, query: str) -> list[Any]:
