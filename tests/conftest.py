@@ -23,7 +23,6 @@ from app.main import attach_database, create_app
 from app.models import Payment, PaymentProvider, PaymentStatus
 from tests import TEST_SECRET as TEST_SECRET  # re-exported: the test modules import it from here
 from tests import databases
-from tests.pgbouncer import pgbouncer_in_front_of
 
 # Two webhook secrets, as during a rotation: events signed with either are accepted.
 STRIPE_SECRET = "whsec_test_current"
@@ -35,21 +34,13 @@ def server_url() -> str:
     return databases.server_url()
 
 
-# Set by tests/test_pgbouncer.py to run the API tests again through PgBouncer (transaction mode).
-VIA_PGBOUNCER = os.environ.get("TEST_VIA_PGBOUNCER") == "1"
-
-
 @pytest.fixture(scope="session")
 def database_url(server_url: str) -> Iterator[str]:
-    """One database for the whole run, migrated once with Alembic (directly, never through PgBouncer)."""
+    """One database for the whole run, migrated once with Alembic."""
     name = f"payment_service_test_{os.getpid()}"
     url = databases.create_database(server_url, name)
     databases.migrate(url)
-    if VIA_PGBOUNCER:
-        with pgbouncer_in_front_of(url) as through_pgbouncer:
-            yield through_pgbouncer
-    else:
-        yield url
+    yield url
     databases.drop_database(server_url, name)
 
 
@@ -58,7 +49,6 @@ def settings(database_url: str) -> Settings:
     return Settings(
         environment="test",
         database_url=database_url,
-        db_pgbouncer=VIA_PGBOUNCER,
         secret_key=SecretStr(TEST_SECRET),
         stripe_webhook_secret=SecretStr(f"{STRIPE_SECRET},{STRIPE_OLD_SECRET}"),
         # One app serves the whole run, mostly as user 1: the write limit has its own tests.
@@ -71,8 +61,7 @@ def settings(database_url: str) -> Settings:
 async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
     """SQLAlchemy's engine, for the tests' own arranging and checking (the ORM models)."""
     assert settings.database_url is not None
-    connect_args = {"statement_cache_size": 0, "prepared_statement_cache_size": 0} if VIA_PGBOUNCER else {}
-    engine = create_async_engine(settings.database_url, connect_args=connect_args)
+    engine = create_async_engine(settings.database_url)
     yield engine
     await engine.dispose()
 

@@ -22,9 +22,9 @@ def available() -> bool:
 
 
 @contextmanager
-def pgbouncer_in_front_of(database_url: str) -> Iterator[str]:
-    """Start PgBouncer (pool_mode = transaction) for the server of `database_url`; yield the same
-    database's URL through PgBouncer."""
+def pgbouncer_in_front_of(database_url: str, server_connections: int = 20) -> Iterator[str]:
+    """Start PgBouncer (pool_mode = transaction, at most `server_connections` to PostgreSQL) for the
+    server of `database_url`; yield the same database's URL through PgBouncer."""
     url = make_url(database_url)
     socket_dir = url.query.get("host")
     backend = f"host={socket_dir}" if isinstance(socket_dir, str) else f"host={url.host} port={url.port or 5432}"
@@ -43,7 +43,7 @@ def pgbouncer_in_front_of(database_url: str) -> Iterator[str]:
                 "auth_type = any",
                 "pool_mode = transaction",
                 "max_client_conn = 500",
-                "default_pool_size = 20",
+                f"default_pool_size = {server_connections}",
                 "ignore_startup_parameters = extra_float_digits",
                 f"logfile = {workdir / 'pgbouncer.log'}",
                 f"pidfile = {workdir / 'pgbouncer.pid'}",

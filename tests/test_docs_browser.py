@@ -18,7 +18,7 @@ import pytest
 
 from app.core.config import Settings
 from app.core.security import create_access_token
-from tests import databases
+from tests import databases, require
 from tests.conftest import TEST_SECRET
 from tests.live import PROJECT_ROOT, uvicorn_servers
 
@@ -45,10 +45,11 @@ TIMEOUT_MS = 20_000
 
 
 def require_browser() -> None:
-    if importlib.util.find_spec("playwright") is None:
-        pytest.skip("Playwright's Python package is not installed: pip install -r requirements-test.txt")
-    if not CHROMIUM.exists():
-        pytest.skip(f"Chromium is not installed at {CHROMIUM}: apt-get install chromium (.ci/run does)")
+    require(
+        importlib.util.find_spec("playwright") is not None,
+        "Playwright's Python package is not installed: pip install -r requirements-test.txt",
+    )
+    require(CHROMIUM.exists(), f"Chromium is not installed at {CHROMIUM}: apt-get install chromium (.ci/run does)")
 
 
 @pytest.fixture(scope="module")

@@ -185,8 +185,8 @@ async def create_pool(settings: Settings) -> Any:
     options: dict[str, Any] = {}
     if settings.db_pgbouncer:
         # PgBouncer in transaction mode hands each transaction to any server connection, so a
-        # statement prepared on one is unknown on the next: no statement cache (every unit of work
-        # runs in a transaction, see Database). PgBouncer also refuses unknown startup parameters,
+        # statement prepared on one is unknown on the next: no statement cache (each statement is
+        # prepared unnamed, within its own exchange). PgBouncer also refuses unknown startup parameters,
         # so statement_timeout must be set on the database role instead (see docs/operations.md).
         options["statement_cache_size"] = 0
     else:
@@ -410,9 +410,10 @@ class Database:
         self.source = source
         self.gate = FairGate(settings.db_pool_size, settings.db_pool_timeout_seconds)
         self.request_timeout = settings.db_request_timeout_seconds
-        # Behind PgBouncer (transaction mode) the parts of a statement run outside a transaction may
-        # go to different server connections, so there every unit of work runs in one.
-        self.always_in_transaction = settings.db_pgbouncer or source.always_in_transaction
+        # Behind PgBouncer (transaction mode) a statement outside a transaction is safe too: asyncpg
+        # sends its Parse and Describe with a Flush and only its Execute with a Sync, so PgBouncer
+        # keeps the statement on one server connection (tests/test_pgbouncer.py).
+        self.always_in_transaction = source.always_in_transaction
 
     @classmethod
     async def connect(cls, settings: Settings) -> Self:
