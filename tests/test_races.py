@@ -75,6 +75,30 @@ async def scalar(engine: AsyncEngine, statement: Any) -> Any:
         return (await connection.execute(statement)).scalar_one()
 
 
+async def lock_waiters(engine: AsyncEngine) -> int:
+    """Backends of this database waiting for a lock (pg_stat_activity)."""
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    return int(await scalar(engine, query))
+
+
+async def fire_at_row_lock(
+    engine: AsyncEngine, payment_id: int, servers: list[str], requests: Sequence[Request]
+) -> list[httpx.Response]:
+    """A barrier inside PostgreSQL: the test holds the payment's row lock, sends every request, and
+    lets go only when all of them wait for that lock, so they are proven to overlap; then they race."""
+    async with engine.connect() as holder, holder.begin():
+        await holder.execute(text("SELECT 1 FROM payments WHERE id = :id FOR UPDATE"), {"id": payment_id})
+        sent = asyncio.create_task(fire(servers, requests))
+        deadline = asyncio.get_running_loop().time() + 10
+        while (waiting := await lock_waiters(engine)) < len(requests):
+            assert not sent.done(), "a request finished while the row was locked"
+            assert asyncio.get_running_loop().time() < deadline, f"only {waiting} of {len(requests)} overlapped"
+            await asyncio.sleep(0.02)
+    return await sent
+
+
 async def test_racing_status_moves_leave_exactly_one_winner(servers: list[str], live_db: AsyncEngine) -> None:
     async with httpx.AsyncClient() as client:
         created = await client.post(
@@ -85,7 +109,9 @@ async def test_racing_status_moves_leave_exactly_one_winner(servers: list[str], 
     assert created.status_code == 201
     payment_id = created.json()["id"]
     targets = ["succeeded", "canceled"] * 10
-    responses = await fire(
+    responses = await fire_at_row_lock(
+        live_db,
+        payment_id,
         servers,
         [
             ("PATCH", f"/api/v1/payments/{payment_id}/status", {"payment_status": target}, headers_for(2, service=True))
@@ -105,6 +131,32 @@ async def test_racing_status_moves_leave_exactly_one_winner(servers: list[str], 
         select(func.count()).select_from(PaymentStatusHistory).where(PaymentStatusHistory.payment_id == payment_id),
     )
     assert history == 2  # creation + exactly one transition
+    assert await scalar(live_db, select(Payment.version).where(Payment.id == payment_id)) == 2
+
+
+async def test_two_puts_with_one_if_match_leave_one_winner(servers: list[str], live_db: AsyncEngine) -> None:
+    """Two owners' edits read version 1 and send it back: the first to get the row wins, the other
+    gets 412 and changes nothing (no lost update), although both were waiting at the same moment."""
+    async with httpx.AsyncClient() as client:
+        created = await client.post(
+            servers[0] + "/api/v1/payments/",
+            json={"payment_id": "pi_if_match_race", "provider": "stripe", "currency": "USD", "amount_total": "10"},
+            headers=headers_for(3),
+        )
+    payment_id = created.json()["id"]
+    headers = {**headers_for(3), "If-Match": created.headers["etag"]}
+    edits = ["from the first tab", "from the second tab"]
+    responses = await fire_at_row_lock(
+        live_db,
+        payment_id,
+        servers,
+        [("PUT", f"/api/v1/payments/{payment_id}", {"description": edit}, headers) for edit in edits],
+    )
+    assert sorted(response.status_code for response in responses) == [200, 412], [r.text for r in responses]
+    winner = next(response for response in responses if response.status_code == 200)
+    assert winner.headers["etag"] == '"2"'
+    stored = await scalar(live_db, select(Payment.description).where(Payment.id == payment_id))
+    assert stored == winner.json()["description"]
     assert await scalar(live_db, select(Payment.version).where(Payment.id == payment_id)) == 2
 
 
