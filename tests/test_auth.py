@@ -120,8 +120,15 @@ async def test_user_id_claim_wins_over_sub(client: httpx.AsyncClient) -> None:
 
 async def test_numeric_sub_is_the_user_id(client: httpx.AsyncClient) -> None:
     token = _token({"sub": "77", "exp": _exp()})
-    response = await client.get(PAYMENTS, headers=_bearer(token))
-    assert response.status_code == 200
+    response = await client.post(
+        PAYMENTS,
+        headers=_bearer(token),
+        json={"payment_id": "pi_sub", "provider": "stripe", "currency": "USD", "amount_total": "1"},
+    )
+    assert response.status_code == 201
+    assert response.json()["user_id"] == 77
+    listed = await client.get(PAYMENTS, headers=_bearer(token))
+    assert [payment["user_id"] for payment in listed.json()["items"]] == [77]
 
 
 async def test_admin_route_refuses_a_valid_non_admin_token_with_403(

@@ -160,6 +160,48 @@ async def test_two_puts_with_one_if_match_leave_one_winner(servers: list[str], l
     assert await scalar(live_db, select(Payment.version).where(Payment.id == payment_id)) == 2
 
 
+async def test_a_key_in_flight_in_one_process_is_a_409_in_the_other(servers: list[str], live_db: AsyncEngine) -> None:
+    """Ten status moves with one Idempotency-Key over two processes, while the test holds the
+    payment's row lock: the first claims the key and waits for the lock; the nine others, in both
+    processes, find the key in flight (409) without waiting. Released, the first moves the payment,
+    and a retry with the key replays its answer."""
+    async with httpx.AsyncClient() as client:
+        created = await client.post(
+            servers[0] + "/api/v1/payments/",
+            json={"payment_id": "pi_key_in_flight", "provider": "stripe", "currency": "USD", "amount_total": "10"},
+            headers=headers_for(6),
+        )
+    payment_id = created.json()["id"]
+    headers = {**headers_for(6, service=True), "Idempotency-Key": "move-once"}
+    path = f"/api/v1/payments/{payment_id}/status"
+    async with httpx.AsyncClient(timeout=30) as client:
+        async with live_db.connect() as holder, holder.begin():
+            await holder.execute(text("SELECT 1 FROM payments WHERE id = :id FOR UPDATE"), {"id": payment_id})
+            moves = [
+                asyncio.create_task(client.patch(base + path, json={"payment_status": "succeeded"}, headers=headers))
+                for base in [*servers] * 5
+            ]
+            deadline = asyncio.get_running_loop().time() + 10
+            while sum(move.done() for move in moves) < 9 or await lock_waiters(live_db) < 1:
+                assert asyncio.get_running_loop().time() < deadline, [move.done() for move in moves]
+                await asyncio.sleep(0.02)
+            in_flight = [move.result() for move in moves if move.done()]
+            waiting = next(move for move in moves if not move.done())
+        moved = await waiting
+        replayed = await client.patch(servers[1] + path, json={"payment_status": "succeeded"}, headers=headers)
+    assert [response.status_code for response in in_flight] == [409] * 9
+    assert {response.json()["type"] for response in in_flight} == {"/problems/idempotency-key-in-flight"}
+    assert all(response.headers["retry-after"] == "1" for response in in_flight)
+    winner_server = moves.index(waiting) % 2
+    assert sum(1 for move in moves if move is not waiting and moves.index(move) % 2 != winner_server) == 5
+    assert (moved.status_code, moved.json()["payment_status"]) == (200, "succeeded")
+    assert replayed.headers.get("idempotent-replayed") == "true" and replayed.content == moved.content
+    history = (
+        select(func.count()).select_from(PaymentStatusHistory).where(PaymentStatusHistory.payment_id == payment_id)
+    )
+    assert await scalar(live_db, history) == 2
+
+
 async def test_fifty_creates_with_one_key_make_one_payment(servers: list[str], live_db: AsyncEngine) -> None:
     body = {"payment_id": "pi_idem_race", "provider": "stripe", "currency": "USD", "amount_total": "25.00"}
     headers = {**headers_for(7), "Idempotency-Key": "race-key"}

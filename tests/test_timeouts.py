@@ -35,7 +35,7 @@ def assert_unavailable(response: httpx.Response) -> None:
     assert response.status_code == 503, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["type"] == "/problems/database-unavailable"
-    assert response.headers["retry-after"]
+    assert response.headers["retry-after"] == "2"
 
 
 async def timed(request: asyncio.Future[httpx.Response] | asyncio.Task[httpx.Response]) -> tuple[httpx.Response, float]:

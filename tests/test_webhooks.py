@@ -312,6 +312,7 @@ async def test_without_a_configured_secret_the_endpoint_is_503_so_stripe_retries
     finally:
         app.state.settings = configured
     assert_problem(response, 503, "/webhooks-not-configured")
+    assert response.headers["retry-after"] == "60"
 
 
 async def test_admins_list_events_newest_first_filtered_by_outcome(
