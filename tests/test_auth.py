@@ -107,24 +107,20 @@ async def test_token_without_usable_user_id_is_401(client: httpx.AsyncClient, cl
     await _assert_unauthorized(client, _bearer(_token({**claims, "exp": _exp()})))
 
 
+async def _create_with(client: httpx.AsyncClient, token: str, gateway_id: str) -> httpx.Response:
+    body = {"payment_id": gateway_id, "provider": "stripe", "currency": "USD", "amount_total": "1"}
+    return await client.post(PAYMENTS, headers=_bearer(token), json=body)
+
+
 async def test_user_id_claim_wins_over_sub(client: httpx.AsyncClient) -> None:
-    token = _token({"sub": "5", "user_id": 42, "exp": _exp()})
-    response = await client.post(
-        PAYMENTS,
-        headers=_bearer(token),
-        json={"payment_id": "pi_claims", "provider": "stripe", "currency": "USD", "amount_total": "1"},
-    )
+    response = await _create_with(client, _token({"sub": "5", "user_id": 42, "exp": _exp()}), "pi_claims")
     assert response.status_code == 201
     assert response.json()["user_id"] == 42
 
 
 async def test_numeric_sub_is_the_user_id(client: httpx.AsyncClient) -> None:
     token = _token({"sub": "77", "exp": _exp()})
-    response = await client.post(
-        PAYMENTS,
-        headers=_bearer(token),
-        json={"payment_id": "pi_sub", "provider": "stripe", "currency": "USD", "amount_total": "1"},
-    )
+    response = await _create_with(client, token, "pi_sub")
     assert response.status_code == 201
     assert response.json()["user_id"] == 77
     listed = await client.get(PAYMENTS, headers=_bearer(token))

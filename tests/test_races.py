@@ -75,6 +75,16 @@ async def scalar(engine: AsyncEngine, statement: Any) -> Any:
         return (await connection.execute(statement)).scalar_one()
 
 
+async def create_payment(server: str, gateway_id: str, user_id: int) -> httpx.Response:
+    """A pending USD 10.00 payment of `user_id`, created through `server`."""
+    async with httpx.AsyncClient() as client:
+        return await client.post(
+            server + "/api/v1/payments/",
+            json={"payment_id": gateway_id, "provider": "stripe", "currency": "USD", "amount_total": "10"},
+            headers=headers_for(user_id),
+        )
+
+
 async def lock_waiters(engine: AsyncEngine) -> int:
     """Backends of this database waiting for a lock (pg_stat_activity)."""
     query = text(
@@ -100,12 +110,7 @@ async def fire_at_row_lock(
 
 
 async def test_racing_status_moves_leave_exactly_one_winner(servers: list[str], live_db: AsyncEngine) -> None:
-    async with httpx.AsyncClient() as client:
-        created = await client.post(
-            servers[0] + "/api/v1/payments/",
-            json={"payment_id": "pi_race", "provider": "stripe", "currency": "USD", "amount_total": "10"},
-            headers=headers_for(1),
-        )
+    created = await create_payment(servers[0], "pi_race", 1)
     assert created.status_code == 201
     payment_id = created.json()["id"]
     targets = ["succeeded", "canceled"] * 10
@@ -137,12 +142,7 @@ async def test_racing_status_moves_leave_exactly_one_winner(servers: list[str], 
 async def test_two_puts_with_one_if_match_leave_one_winner(servers: list[str], live_db: AsyncEngine) -> None:
     """Two owners' edits read version 1 and send it back: the first to get the row wins, the other
     gets 412 and changes nothing (no lost update), although both were waiting at the same moment."""
-    async with httpx.AsyncClient() as client:
-        created = await client.post(
-            servers[0] + "/api/v1/payments/",
-            json={"payment_id": "pi_if_match_race", "provider": "stripe", "currency": "USD", "amount_total": "10"},
-            headers=headers_for(3),
-        )
+    created = await create_payment(servers[0], "pi_if_match_race", 3)
     payment_id = created.json()["id"]
     headers = {**headers_for(3), "If-Match": created.headers["etag"]}
     edits = ["from the first tab", "from the second tab"]
@@ -165,12 +165,7 @@ async def test_a_key_in_flight_in_one_process_is_a_409_in_the_other(servers: lis
     payment's row lock: the first claims the key and waits for the lock; the nine others, in both
     processes, find the key in flight (409) without waiting. Released, the first moves the payment,
     and a retry with the key replays its answer."""
-    async with httpx.AsyncClient() as client:
-        created = await client.post(
-            servers[0] + "/api/v1/payments/",
-            json={"payment_id": "pi_key_in_flight", "provider": "stripe", "currency": "USD", "amount_total": "10"},
-            headers=headers_for(6),
-        )
+    created = await create_payment(servers[0], "pi_key_in_flight", 6)
     payment_id = created.json()["id"]
     headers = {**headers_for(6, service=True), "Idempotency-Key": "move-once"}
     path = f"/api/v1/payments/{payment_id}/status"
