@@ -57,14 +57,20 @@ def headers_for(user_id: int, *, service: bool = False, **extra: str) -> dict[st
     return {"Authorization": f"Bearer {token}", **extra}
 
 
-Request = tuple[str, str, dict[str, Any] | None, dict[str, str]]
+Request = tuple[str, str, dict[str, Any] | bytes | None, dict[str, str]]  # a JSON body, or raw bytes
 
 
 async def fire(servers: list[str], requests: Sequence[Request]) -> list[httpx.Response]:
     """Send all requests at once, alternating between the servers."""
     async with httpx.AsyncClient(timeout=30.0, limits=httpx.Limits(max_connections=200)) as client:
         calls = [
-            client.request(method, base + path, json=payload, headers=headers)
+            client.request(
+                method,
+                base + path,
+                json=None if isinstance(payload, bytes) else payload,
+                content=payload if isinstance(payload, bytes) else None,
+                headers=headers,
+            )
             for base, (method, path, payload, headers) in zip(cycle(servers), requests, strict=False)
         ]
         return list(await asyncio.gather(*calls))
@@ -251,14 +257,13 @@ async def test_one_event_delivered_to_both_processes_at_once_is_applied_once(
     assert created.status_code == 201
     payload = encode(stripe_event("payment_intent.succeeded", "evt_race"))
     headers = {"Stripe-Signature": sign(payload, STRIPE_SECRET), "Content-Type": "application/json"}
-    async with httpx.AsyncClient(timeout=30.0) as client:
-        responses = await asyncio.gather(
-            *(client.post(base + "/api/v1/webhooks/stripe", content=payload, headers=headers) for base in servers * 5)
-        )
+    payment_id = created.json()["id"]
+    responses = await fire_at_row_lock(
+        live_db, payment_id, servers, [("POST", "/api/v1/webhooks/stripe", payload, headers)] * 10
+    )
     assert [r.status_code for r in responses] == [200] * 10
     assert sorted(r.json()["duplicate"] for r in responses) == [False] + [True] * 9
     assert {r.json()["outcome"] for r in responses} == {"applied"}
-    payment_id = created.json()["id"]
     transitions = (
         select(func.count())
         .select_from(PaymentStatusHistory)
