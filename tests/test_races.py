@@ -99,20 +99,32 @@ async def lock_waiters(engine: AsyncEngine) -> int:
     return int(await scalar(engine, query))
 
 
+async def fire_at_barrier(
+    engine: AsyncEngine, barrier: str, servers: list[str], requests: Sequence[Request], waiters: int | None = None
+) -> list[httpx.Response]:
+    """A barrier inside PostgreSQL: the test runs `barrier` (a statement taking a lock the requests
+    need) in a transaction, sends every request, and lets go (rolls back) only when `waiters` (all,
+    by default) of them wait on a lock, so they are proven to overlap; then they race."""
+    waiters = len(requests) if waiters is None else waiters
+    async with engine.connect() as holder:
+        async with holder.begin() as transaction:
+            await holder.execute(text(barrier))
+            sent = asyncio.create_task(fire(servers, requests))
+            deadline = asyncio.get_running_loop().time() + 10
+            while (waiting := await lock_waiters(engine)) < waiters:
+                assert not sent.done(), "a request finished while the barrier held"
+                assert asyncio.get_running_loop().time() < deadline, f"only {waiting} of {waiters} overlapped"
+                await asyncio.sleep(0.02)
+            await transaction.rollback()
+    return await sent
+
+
 async def fire_at_row_lock(
     engine: AsyncEngine, payment_id: int, servers: list[str], requests: Sequence[Request]
 ) -> list[httpx.Response]:
-    """A barrier inside PostgreSQL: the test holds the payment's row lock, sends every request, and
-    lets go only when all of them wait for that lock, so they are proven to overlap; then they race."""
-    async with engine.connect() as holder, holder.begin():
-        await holder.execute(text("SELECT 1 FROM payments WHERE id = :id FOR UPDATE"), {"id": payment_id})
-        sent = asyncio.create_task(fire(servers, requests))
-        deadline = asyncio.get_running_loop().time() + 10
-        while (waiting := await lock_waiters(engine)) < len(requests):
-            assert not sent.done(), "a request finished while the row was locked"
-            assert asyncio.get_running_loop().time() < deadline, f"only {waiting} of {len(requests)} overlapped"
-            await asyncio.sleep(0.02)
-    return await sent
+    """The racing requests wait for the payment's row lock, held by the test."""
+    barrier = f"SELECT 1 FROM payments WHERE id = {int(payment_id)} FOR UPDATE"
+    return await fire_at_barrier(engine, barrier, servers, requests)
 
 
 async def test_racing_status_moves_leave_exactly_one_winner(servers: list[str], live_db: AsyncEngine) -> None:
@@ -206,12 +218,22 @@ async def test_a_key_in_flight_in_one_process_is_a_409_in_the_other(servers: lis
 async def test_fifty_creates_with_one_key_make_one_payment(servers: list[str], live_db: AsyncEngine) -> None:
     body = {"payment_id": "pi_idem_race", "provider": "stripe", "currency": "USD", "amount_total": "25.00"}
     headers = {**headers_for(7), "Idempotency-Key": "race-key"}
-    responses = await fire(servers, [("POST", "/api/v1/payments/", body, headers)] * 50)
+    # The test inserts the same key first, uncommitted: every claim waits on the unique index. Each
+    # server claims on at most DB_POOL_SIZE + DB_MAX_OVERFLOW (20) connections at once, so 40 wait.
+    barrier = (
+        "INSERT INTO idempotency_keys (user_id, key, fingerprint, state, expires_at) "
+        "VALUES (7, 'race-key', 'barrier', 'in_flight', now() + interval '1 hour')"
+    )
+    responses = await fire_at_barrier(
+        live_db, barrier, servers, [("POST", "/api/v1/payments/", body, headers)] * 50, waiters=40
+    )
 
     statuses = Counter(response.status_code for response in responses)
     assert set(statuses) <= {201, 409}, statuses
+    assert statuses[409] >= 1, f"no request found the key in flight: {statuses}"
     created = [response for response in responses if response.status_code == 201]
     assert created, statuses
+    assert sum(response.headers.get("idempotent-replayed") != "true" for response in created) == 1
     assert len({response.content for response in created}) == 1
     assert all(r.json()["type"].endswith("/idempotency-key-in-flight") for r in responses if r.status_code == 409)
     assert await scalar(live_db, select(func.count()).select_from(Payment)) == 1
