@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import PaymentStatus, PaymentStatusHistory
 from tests.conftest import TokenFactory, make_payment
-from tests.helpers import assert_problem, stored
+from tests.helpers import assert_problem, error_locations, payment_count, stored
 
 PAYMENTS = "/api/v1/payments/"
 
@@ -103,7 +103,9 @@ async def test_unparsable_if_match_never_matches(
     response = await client.put(
         f"{PAYMENTS}{payment.id}", json={"description": "x"}, headers={**auth(1), "If-Match": "garbage"}
     )
-    assert_problem(response, 412)
+    assert_problem(response, 412, "/precondition-failed")
+    row = await stored(db, payment.id)
+    assert row is not None and (row.version, row.description) == (payment.version, payment.description)
 
 
 async def test_if_match_on_someone_elses_payment_is_still_404(
@@ -218,7 +220,9 @@ async def test_metadata_is_stored_and_merged_like_stripe(
         ["k"],
     ],
 )
-async def test_metadata_limits_are_422(client: httpx.AsyncClient, auth: TokenFactory, metadata: object) -> None:
+async def test_metadata_limits_are_422(
+    client: httpx.AsyncClient, auth: TokenFactory, db: AsyncSession, metadata: object
+) -> None:
     response = await client.post(
         PAYMENTS,
         json={
@@ -230,7 +234,9 @@ async def test_metadata_limits_are_422(client: httpx.AsyncClient, auth: TokenFac
         },
         headers=auth(1),
     )
-    assert_problem(response, 422)
+    problem = assert_problem(response, 422, "/validation-error")
+    assert all(location.startswith("body.metadata") for location in error_locations(problem)), problem
+    assert await payment_count(db) == 0
 
 
 async def test_metadata_merge_beyond_50_keys_is_422(

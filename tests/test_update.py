@@ -174,7 +174,10 @@ async def test_required_fields_cannot_be_nulled(
     client: httpx.AsyncClient, auth: TokenFactory, db: AsyncSession, change: dict[str, Any]
 ) -> None:
     payment = await make_payment(db, user_id=1)
-    assert_problem(await client.put(url(payment.id), json=change, headers=auth(1)), 422)
+    problem = assert_problem(await client.put(url(payment.id), json=change, headers=auth(1)), 422)
+    assert error_locations(problem) == {f"body.{next(iter(change))}"}
+    row = await stored(db, payment.id)
+    assert row is not None and (row.version, row.amount_total, row.currency) == (1, payment.amount_total, "USD")
 
 
 async def test_put_on_someone_elses_payment_is_404(
