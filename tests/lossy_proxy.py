@@ -1,6 +1,6 @@
 """A TCP proxy in front of PostgreSQL that loses one answer: after the client prepares a statement
 whose SQL contains a marker, the proxy forwards the statement's execution to PostgreSQL, lets it
-finish (and, outside a transaction, commit), then cuts the connection without relaying the reply.
+answer (it has committed, outside a transaction), then cuts the connection without relaying the reply.
 The client sees its connection die mid-statement although the work is done: the ambiguous commit."""
 
 import asyncio
@@ -29,7 +29,7 @@ class LossyProxy:
 
     async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         server_reader, server_writer = await self._open_upstream()
-        withheld, cut = asyncio.Event(), asyncio.Event()
+        withheld, answered, cut = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
         async def client_to_server() -> None:
             marked: bytes | None = None  # the name asyncpg prepared the marked statement under
@@ -39,7 +39,7 @@ class LossyProxy:
                     withheld.set()
                     server_writer.write(data)
                     await server_writer.drain()
-                    await asyncio.sleep(0.5)  # PostgreSQL runs and commits it; its reply is dropped
+                    await asyncio.wait_for(answered.wait(), 10)  # PostgreSQL ran and committed it
                     self.answers_lost += 1
                     cut.set()
                     return
@@ -50,7 +50,9 @@ class LossyProxy:
 
         async def server_to_client() -> None:
             while data := await server_reader.read(65536):
-                if withheld.is_set():
+                if withheld.is_set():  # the reply to the marked statement is dropped
+                    if b"Z\x00\x00\x00\x05" in data:  # ReadyForQuery: done (and, outside a transaction, committed)
+                        answered.set()
                     continue
                 client_writer.write(data)
                 await client_writer.drain()

@@ -1,6 +1,8 @@
 """Which driver errors mean "the database cannot serve this now" (503, retry) and which are bugs
 (500), and what the compiled-once statements refuse."""
 
+from typing import Any
+
 import asyncpg  # type: ignore[import-untyped]
 import httpx
 import pytest
@@ -9,7 +11,9 @@ from sqlalchemy import bindparam, column, select, table, update
 from sqlalchemy.dialects.postgresql import JSONB
 
 from app.api.problems import install_problem_handlers
-from app.core.database import DatabaseBusy, Statement, is_database_unavailable
+from app.core.config import Settings
+from app.core.database import DatabaseBusy, Statement, create_pool, is_database_unavailable
+from tests import TEST_SECRET
 
 
 def postgres_error(sqlstate: str) -> Exception:
@@ -33,6 +37,7 @@ DRIVER_ERRORS = [
         asyncpg.exceptions.InternalClientError("cannot switch to state 15; another operation (2) is in progress"),
         True,
     ),
+    (asyncpg.exceptions.InternalClientError("could not resolve query result and/or argument types"), False),
     (asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation"), True),
     (DatabaseBusy("no database connection became free in time"), True),
     (postgres_error("55P03"), True),  # lock timeout
@@ -85,3 +90,19 @@ def test_a_statement_with_expanding_parameters_is_refused() -> None:
     items = table("items", column("id"))
     with pytest.raises(ValueError, match="expanding"):
         Statement.of(select(items.c.id).where(items.c.id.in_(bindparam("ids", expanding=True))))
+
+
+async def test_behind_pgbouncer_there_is_no_statement_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What makes statements safe behind PgBouncer in transaction mode (tests/test_pgbouncer.py)."""
+    options: dict[str, Any] = {}
+
+    async def capture(dsn: str, **kwargs: Any) -> None:
+        options.update(kwargs)
+
+    monkeypatch.setattr(asyncpg, "create_pool", capture)
+    url = "postgresql+asyncpg://u@h/db"
+    await create_pool(Settings(secret_key=TEST_SECRET, database_url=url, db_pgbouncer=True, _env_file=None))
+    assert options["statement_cache_size"] == 0 and "server_settings" not in options
+    options.clear()
+    await create_pool(Settings(secret_key=TEST_SECRET, database_url=url, _env_file=None))
+    assert "statement_cache_size" not in options and "statement_timeout" in options["server_settings"]

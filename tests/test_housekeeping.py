@@ -3,6 +3,7 @@ locked is skipped without waiting (SKIP LOCKED), and the periodic loop purges, s
 round and keeps going."""
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
 
@@ -89,6 +90,8 @@ async def test_the_periodic_purge_survives_a_failed_round(
             await asyncio.sleep(0.05)
     finally:
         task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     assert await remaining(engine) == []
     assert rounds[0] == "failed" and "purged" in rounds
     messages = [record.getMessage() for record in caplog.records]

@@ -122,6 +122,7 @@ def test_request_ids_on_every_line_and_no_secrets_in_the_logs(logs_database_url:
         assert [response.status_code for response in answers] == [401, 422, 201, 200, 400, 503, 500]
         assert broken.json()["detail"] == "An unexpected error occurred."
         lines = log_lines(server) + log_lines(down)
+        raw = server.log_path.read_text() + down.log_path.read_text()  # plain-text output too
 
     for request_id, response in zip(
         ("req-401", "req-422", "req-201", "req-webhook", "req-webhook-400", "req-503", "req-500"), answers, strict=True
@@ -139,6 +140,8 @@ def test_request_ids_on_every_line_and_no_secrets_in_the_logs(logs_database_url:
         text = json.dumps(line)
         for word in (*SECRET_WORDS, user["Authorization"].removeprefix("Bearer ")):
             assert word not in text, f"{word!r} logged: {text}"
+    for word in (*SECRET_WORDS, user["Authorization"].removeprefix("Bearer ")):
+        assert word not in raw, f"{word!r} in the servers' output"
         assert "amount_total" not in text and "receipt_email" not in text, f"a body logged: {text}"
 
     assert metric(metrics, "http_requests_total", method="POST", status="201") >= 1

@@ -36,6 +36,12 @@ def servers(live_database_url: str) -> Iterator[list[str]]:
         "SECRET_KEY": TEST_SECRET,
         "ENVIRONMENT": "test",
         "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET,
+        # Requests wait at the tests' barriers until all have lined up, which on a busy machine may
+        # take longer than the production deadlines.
+        "DB_REQUEST_TIMEOUT_SECONDS": "15",
+        "DB_STATEMENT_TIMEOUT_SECONDS": "15",
+        "DB_POOL_TIMEOUT_SECONDS": "15",
+        "IDEMPOTENCY_LOCK_TIMEOUT_SECONDS": "30",
     }
     with uvicorn_servers(2, env) as live:
         yield [server.url for server in live]
@@ -110,11 +116,15 @@ async def fire_at_barrier(
         async with holder.begin() as transaction:
             await holder.execute(text(barrier))
             sent = asyncio.create_task(fire(servers, requests))
-            deadline = asyncio.get_running_loop().time() + 10
-            while (waiting := await lock_waiters(engine)) < waiters:
-                assert not sent.done(), "a request finished while the barrier held"
-                assert asyncio.get_running_loop().time() < deadline, f"only {waiting} of {waiters} overlapped"
-                await asyncio.sleep(0.02)
+            try:
+                deadline = asyncio.get_running_loop().time() + 10
+                while (waiting := await lock_waiters(engine)) < waiters:
+                    assert not sent.done(), "the requests finished while the barrier held"
+                    assert asyncio.get_running_loop().time() < deadline, f"only {waiting} of {waiters} overlapped"
+                    await asyncio.sleep(0.02)
+            except BaseException:
+                sent.cancel()
+                raise
             await transaction.rollback()
     return await sent
 

@@ -56,6 +56,18 @@ async def row_locked(url: str, payment_id: int) -> AsyncIterator[AsyncConnection
         await engine.dispose()
 
 
+async def row_lock_waited_for(url: str) -> bool:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as connection:
+            query = text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            return bool((await connection.execute(query)).scalar_one())
+    finally:
+        await engine.dispose()
+
+
 async def status_of(url: str, payment_id: int) -> str:
     engine = create_async_engine(url)
     try:
@@ -142,7 +154,8 @@ async def test_a_request_waiting_for_a_busy_pool_is_a_503_after_the_pool_timeout
                         headers=headers_for(2, service=True),
                     )
                 )
-                await asyncio.sleep(0.5)
+                while not await row_lock_waited_for(timeouts_database_url):  # the holder has the slot
+                    await asyncio.sleep(0.02)
                 read, seconds = await timed(
                     asyncio.ensure_future(client.get(f"/api/v1/payments/{payment_id}", headers=headers_for(1)))
                 )

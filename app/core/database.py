@@ -66,9 +66,9 @@ def is_database_unavailable(error: BaseException) -> bool:
     if isinstance(error, asyncpg.PostgresError):
         sqlstate = error.sqlstate or ""
         return sqlstate in _UNAVAILABLE_SQLSTATES or sqlstate.startswith(_UNAVAILABLE_CLASSES)
-    if isinstance(error, asyncpg.ConnectionDoesNotExistError | asyncpg.InternalClientError):
+    if isinstance(error, asyncpg.ConnectionDoesNotExistError):
         return True
-    if isinstance(error, asyncpg.InterfaceError):  # client-side: a broken connection, or a bug
+    if isinstance(error, asyncpg.InterfaceError | asyncpg.InternalClientError):  # a broken connection, or a bug
         return any(words in str(error) for words in _BROKEN_CONNECTION)
     return False
 
@@ -185,8 +185,8 @@ async def create_pool(settings: Settings) -> Any:
     options: dict[str, Any] = {}
     if settings.db_pgbouncer:
         # PgBouncer in transaction mode hands each transaction to any server connection, so a
-        # statement prepared on one is unknown on the next: no statement cache (each statement is
-        # prepared unnamed, within its own exchange). PgBouncer also refuses unknown startup parameters,
+        # statement prepared on one is unknown on the next: no statement cache (asyncpg then sends
+        # each statement's Parse with its Execute, in one exchange). PgBouncer also refuses unknown startup parameters,
         # so statement_timeout must be set on the database role instead (see docs/operations.md).
         options["statement_cache_size"] = 0
     else:
@@ -410,9 +410,10 @@ class Database:
         self.source = source
         self.gate = FairGate(settings.db_pool_size, settings.db_pool_timeout_seconds)
         self.request_timeout = settings.db_request_timeout_seconds
-        # Behind PgBouncer (transaction mode) a statement outside a transaction is safe too: asyncpg
-        # sends its Parse and Describe with a Flush and only its Execute with a Sync, so PgBouncer
-        # keeps the statement on one server connection (tests/test_pgbouncer.py).
+        # Behind PgBouncer (transaction mode) a statement outside a transaction is safe too: without
+        # a statement cache (see create_pool) asyncpg sends each statement's Parse again in the same
+        # packet as its Bind, Execute and Sync, so it never relies on a server connection's state
+        # (tests/test_pgbouncer.py fails with the cache on).
         self.always_in_transaction = source.always_in_transaction
 
     @classmethod
