@@ -1,18 +1,19 @@
 """Which driver errors mean "the database cannot serve this now" (503, retry) and which are bugs
 (500), and what the compiled-once statements refuse."""
 
+import asyncio
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import bindparam, column, select, table, update
+from sqlalchemy import bindparam, column, literal, select, table, update
 from sqlalchemy.dialects.postgresql import JSONB
 
 from app.api.problems import install_problem_handlers
 from app.core.config import Settings
-from app.core.database import DatabaseBusy, Statement, create_pool, is_database_unavailable
+from app.core.database import Database, DatabaseBusy, Statement, UnitOfWork, create_pool, is_database_unavailable
 from tests import TEST_SECRET
 
 
@@ -106,3 +107,27 @@ async def test_behind_pgbouncer_there_is_no_statement_cache(monkeypatch: pytest.
     options.clear()
     await create_pool(Settings(secret_key=TEST_SECRET, database_url=url, _env_file=None))
     assert "statement_cache_size" not in options and "statement_timeout" in options["server_settings"]
+
+
+class ExhaustedPool:
+    """A pool whose every connection is taken: acquire() waits for ever."""
+
+    always_in_transaction = False
+
+    async def acquire(self) -> Any:
+        await asyncio.Event().wait()
+
+    async def release(self, connection: Any, *, failed: bool, transaction: Any) -> None:
+        raise AssertionError("nothing was acquired")
+
+
+@pytest.mark.parametrize("gated", [True, False], ids=["a request", "a claim outside the gate"])
+async def test_waiting_for_an_exhausted_pool_ends_at_the_deadline(gated: bool) -> None:
+    settings = Settings(secret_key=TEST_SECRET, db_pool_size=1, _env_file=None)
+    database = Database(ExhaustedPool(), settings)
+    deadline = asyncio.get_running_loop().time() + 0.2
+    if gated:  # the only slot is taken, so this request waits at the gate, then for the pool
+        await database.gate.enter(deadline + 10)
+    unit = UnitOfWork(database, gated=gated, deadline=deadline)
+    with pytest.raises(DatabaseBusy):
+        await asyncio.wait_for(unit.fetchval(Statement.of(select(literal(1)))), timeout=2)

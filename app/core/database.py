@@ -372,9 +372,11 @@ class UnitOfWork:
         self._failed = False
         waited = self.gated and await self.database.gate.enter(deadline)
         try:
-            if not waited:
+            if self.gated and not waited:
                 # Admitted at once: an idle connection is ready, or one is opened within
                 # DB_CONNECT_TIMEOUT_SECONDS (no longer than DB_REQUEST_TIMEOUT_SECONDS); no timer.
+                # Units outside the gate (claims, housekeeping) may find the whole pool taken, so
+                # their wait is timed like a gated wait.
                 return await self.database.source.acquire()
             try:
                 async with asyncio.timeout_at(deadline):
