@@ -66,8 +66,7 @@ def is_database_unavailable(error: BaseException) -> bool:
     if isinstance(error, asyncpg.PostgresError):
         sqlstate = error.sqlstate or ""
         return sqlstate in _UNAVAILABLE_SQLSTATES or sqlstate.startswith(_UNAVAILABLE_CLASSES)
-    if isinstance(error, asyncpg.ConnectionDoesNotExistError):
-        return True
+    # ConnectionDoesNotExistError is a PostgresError of class 08, so it was answered above.
     if isinstance(error, asyncpg.InterfaceError | asyncpg.InternalClientError):  # a broken connection, or a bug
         return any(words in str(error) for words in _BROKEN_CONNECTION)
     return False
@@ -186,8 +185,9 @@ async def create_pool(settings: Settings) -> Any:
     if settings.db_pgbouncer:
         # PgBouncer in transaction mode hands each transaction to any server connection, so a
         # statement prepared on one is unknown on the next: no statement cache (asyncpg then sends
-        # each statement's Parse with its Execute, in one exchange). PgBouncer also refuses unknown startup parameters,
-        # so statement_timeout must be set on the database role instead (see docs/operations.md).
+        # each statement's Parse with its Execute, in one exchange). PgBouncer also refuses unknown
+        # startup parameters, so statement_timeout must be set on the database role instead (see
+        # docs/operations.md).
         options["statement_cache_size"] = 0
     else:
         options["server_settings"] = {"statement_timeout": str(int(settings.db_statement_timeout_seconds * 1000))}
