@@ -5,6 +5,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -26,7 +27,8 @@ def server_url() -> str:
     return asyncpg_url(EMBEDDED_TEST_DATA_DIR)
 
 
-async def _admin_execute(url: str, *statements: str) -> None:
+async def execute(url: str, *statements: str) -> None:
+    """Run statements on a connection of their own, each committed at once."""
     engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
     try:
         async with engine.connect() as connection:
@@ -36,14 +38,28 @@ async def _admin_execute(url: str, *statements: str) -> None:
         await engine.dispose()
 
 
+# Backends of the current database waiting for a lock: how the tests see that requests overlap.
+LOCK_WAITERS = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+
+
+async def rows(url: str, query: str, **values: Any) -> list[Any]:
+    """The rows of one query, on a connection of its own (to check what live servers committed)."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as connection:
+            return list((await connection.execute(text(query), values)).all())
+    finally:
+        await engine.dispose()
+
+
 def create_database(base_url: str, name: str) -> str:
     """A new empty database on the server of `base_url`; returns its URL."""
-    asyncio.run(_admin_execute(base_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"'))
+    asyncio.run(execute(base_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"'))
     return make_url(base_url).set(database=name).render_as_string(hide_password=False)
 
 
 def drop_database(base_url: str, name: str) -> None:
-    asyncio.run(_admin_execute(base_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(execute(base_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def alembic_config(database_url: str) -> Config:

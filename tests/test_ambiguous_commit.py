@@ -8,9 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests import databases
 from tests.conftest import TEST_SECRET
@@ -36,13 +34,7 @@ def ambiguous_database_url(server_url: str) -> Iterator[str]:
 
 
 async def payments_of_the_booking(url: str) -> list[Any]:
-    engine = create_async_engine(url)
-    try:
-        async with engine.connect() as connection:
-            query = text("SELECT id, user_id FROM payments WHERE booking_id = 'bk_ambiguous'")
-            return list((await connection.execute(query)).all())
-    finally:
-        await engine.dispose()
+    return await databases.rows(url, "SELECT id, user_id FROM payments WHERE booking_id = 'bk_ambiguous'")
 
 
 async def test_a_retry_after_a_lost_acknowledgement_gets_the_one_payment(ambiguous_database_url: str) -> None:

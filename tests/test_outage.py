@@ -12,7 +12,6 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -49,15 +48,6 @@ def own_postgres() -> Iterator[tuple[Path, str]]:
         embedded_postgres.stop(data_dir)
     finally:
         shutil.rmtree(data_dir.parent, ignore_errors=True)
-
-
-async def _rows(url: str, query: str) -> list[Any]:
-    engine = create_async_engine(url)
-    try:
-        async with engine.connect() as connection:
-            return list((await connection.execute(text(query))).all())
-    finally:
-        await engine.dispose()
 
 
 async def test_the_service_survives_a_database_restart(own_postgres: tuple[Path, str]) -> None:
@@ -134,11 +124,11 @@ async def test_the_service_survives_a_database_restart(own_postgres: tuple[Path,
     reads_after = [read.status for read in reads if read.started > up_at + 5]
     assert reads_after and set(reads_after) == {200}, "reads are served again once the database is back"
 
-    stored = {row[0] for row in await _rows(url, "SELECT payment_id FROM payments")}
+    stored = {row[0] for row in await databases.rows(url, "SELECT payment_id FROM payments")}
     acknowledged = {o.payment_id for o in outcomes if o.status == 201}
     assert acknowledged <= stored, "every payment a client saw a 201 for exists"
     assert stored <= {o.payment_id for o in outcomes}, "only payments the clients sent exist"
-    half_written = await _rows(
+    half_written = await databases.rows(
         url,
         "SELECT p.id FROM payments p LEFT JOIN payment_status_history h ON h.payment_id = p.id WHERE h.id IS NULL",
     )
@@ -187,7 +177,7 @@ def test_sigterm_lets_in_flight_requests_finish(own_postgres: tuple[Path, str]) 
         assert server.process.wait(timeout=10) in (0, -signal.SIGTERM)
         shutdown = [line for line in server.log_path.read_text().splitlines() if "shutdown" in line.lower()]
         assert any("Application shutdown complete" in line for line in shutdown), shutdown
-    rows = asyncio.run(_rows(url, f"SELECT payment_status::text FROM payments WHERE id = {int(payment_id)}"))
+    rows = asyncio.run(databases.rows(url, f"SELECT payment_status::text FROM payments WHERE id = {int(payment_id)}"))
     assert rows == [("succeeded",)]
 
 
@@ -276,7 +266,7 @@ async def test_stop_start_and_kill_under_mixed_load_on_two_processes(own_postgre
         happened = await chaos()
         await asyncio.gather(*loops)
 
-        stored_before_retries = {row[0] for row in await _rows(url, "SELECT payment_id FROM payments")}
+        stored_before_retries = {row[0] for row in await databases.rows(url, "SELECT payment_id FROM payments")}
         await asyncio.sleep(4.5)  # past IDEMPOTENCY_LOCK_TIMEOUT_SECONDS
         retries: list[tuple[str, httpx.Response]] = []
         async with httpx.AsyncClient(base_url=servers[0].url, timeout=15) as client:
@@ -293,7 +283,7 @@ async def test_stop_start_and_kill_under_mixed_load_on_two_processes(own_postgre
     assert "stop" in happened and "kill" in happened, summary
     assert {status for (_, status) in answers} <= {200, 201, 503}, summary
     assert answers["POST", 201] > 50 and answers["POST", 503] > 0 and answers["PATCH", 200] > 0, summary
-    stored = {row[0]: row[1] for row in await _rows(url, "SELECT payment_id, id FROM payments")}
+    stored = {row[0]: row[1] for row in await databases.rows(url, "SELECT payment_id, id FROM payments")}
     for _, key, status, new_id in creates:
         if status == 201:
             assert stored.get(f"pi_{key}") == new_id, f"acknowledged pi_{key} is stored ({summary})"
@@ -304,13 +294,15 @@ async def test_stop_start_and_kill_under_mixed_load_on_two_processes(own_postgre
         replayed = retry.headers.get("idempotent-replayed") == "true"
         assert replayed == (f"pi_{key}" in stored_before_retries), (key, replayed)
     assert set(stored) <= {f"pi_{key}" for _, key, _, _ in creates}, "only payments the clients sent exist"
-    unrecorded = await _rows(
+    unrecorded = await databases.rows(
         url, "SELECT p.id FROM payments p LEFT JOIN payment_status_history h ON h.payment_id = p.id WHERE h.id IS NULL"
     )
     assert unrecorded == [], "no payment without its creation history"
     moved = {
         row[0]
-        for row in await _rows(url, "SELECT payment_id FROM payment_status_history WHERE to_status = 'processing'")
+        for row in await databases.rows(
+            url, "SELECT payment_id FROM payment_status_history WHERE to_status = 'processing'"
+        )
     }
     for payment_id, status in moves:
         if status == 200:

@@ -99,10 +99,7 @@ async def create_payment(server: str, gateway_id: str, user_id: int) -> httpx.Re
 
 async def lock_waiters(engine: AsyncEngine) -> int:
     """Backends of this database waiting for a lock (pg_stat_activity)."""
-    query = text(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-    )
-    return int(await scalar(engine, query))
+    return int(await scalar(engine, text(databases.LOCK_WAITERS)))
 
 
 async def fire_at_barrier(
