@@ -35,5 +35,10 @@ def sign(payload: bytes, secret: str, timestamp: int | None = None) -> str:
     return f"t={timestamp},v1={signature}"
 
 
+def signed_headers(payload: bytes, secret: str) -> dict[str, str]:
+    """The headers Stripe sends with a delivery of `payload`, signed now."""
+    return {"Stripe-Signature": sign(payload, secret), "Content-Type": "application/json"}
+
+
 def encode(event: dict[str, Any]) -> bytes:
     return json.dumps(event).encode()

@@ -15,7 +15,7 @@ from tests import databases, require
 from tests import pgbouncer as bouncer
 from tests.conftest import STRIPE_SECRET, TEST_SECRET
 from tests.live import uvicorn_servers
-from tests.stripe_events import encode, sign, stripe_event
+from tests.stripe_events import encode, signed_headers, stripe_event
 from tests.test_races import headers_for
 
 pytestmark = pytest.mark.slow
@@ -84,8 +84,11 @@ async def test_concurrent_traffic_through_pgbouncer(pgbouncer_database: str) -> 
                             amount_received=500,
                         )
                     )
-                    signature = {"Stripe-Signature": sign(payload, STRIPE_SECRET), "Content-Type": "application/json"}
-                    delivered = await client.post(f"{here}/api/v1/webhooks/stripe", content=payload, headers=signature)
+                    delivered = await client.post(
+                        f"{here}/api/v1/webhooks/stripe",
+                        content=payload,
+                        headers=signed_headers(payload, STRIPE_SECRET),
+                    )
                     answers.append(("webhook", delivered.status_code))
                     assert delivered.json()["outcome"] == "applied", delivered.text
                 else:

@@ -18,7 +18,7 @@ from app.models import IdempotencyKey, Payment, PaymentStatus, PaymentStatusHist
 from tests import databases
 from tests.conftest import STRIPE_SECRET, TEST_SECRET
 from tests.live import uvicorn_servers
-from tests.stripe_events import encode, sign, stripe_event
+from tests.stripe_events import encode, signed_headers, stripe_event
 
 pytestmark = pytest.mark.slow
 
@@ -285,7 +285,7 @@ async def test_one_event_delivered_to_both_processes_at_once_is_applied_once(
         )
     assert created.status_code == 201
     payload = encode(stripe_event("payment_intent.succeeded", "evt_race"))
-    headers = {"Stripe-Signature": sign(payload, STRIPE_SECRET), "Content-Type": "application/json"}
+    headers = signed_headers(payload, STRIPE_SECRET)
     payment_id = created.json()["id"]
     responses = await fire_at_row_lock(
         live_db, payment_id, servers, [("POST", "/api/v1/webhooks/stripe", payload, headers)] * 10

@@ -12,7 +12,7 @@ from app.models import Payment, PaymentStatusHistory, WebhookEvent
 from app.models import PaymentStatus as S
 from tests.conftest import STRIPE_OLD_SECRET, STRIPE_SECRET, TokenFactory, make_payment
 from tests.helpers import assert_problem, stored
-from tests.stripe_events import encode, sign, stripe_event
+from tests.stripe_events import encode, sign, signed_headers, stripe_event
 
 URL = "/api/v1/webhooks/stripe"
 EVENTS = "/api/v1/webhooks/events"
@@ -20,9 +20,7 @@ EVENTS = "/api/v1/webhooks/events"
 
 async def deliver(client: httpx.AsyncClient, event: dict[str, Any], secret: str = STRIPE_SECRET) -> httpx.Response:
     payload = encode(event)
-    return await client.post(
-        URL, content=payload, headers={"Stripe-Signature": sign(payload, secret), "Content-Type": "application/json"}
-    )
+    return await client.post(URL, content=payload, headers=signed_headers(payload, secret))
 
 
 async def recorded_events(db: AsyncSession) -> list[tuple[Any, ...]]:
