@@ -179,6 +179,8 @@ async def make_payment(
     if created_at is None:
         created_at = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=number)
     values: dict[str, Any] = {"payment_id": f"pi_test_{number}", **fields}
+    if status is PaymentStatus.REFUNDED:  # the payments' CHECK constraint: refunded means refunded in full
+        values.setdefault("amount_refunded", Decimal(amount))
     payment = Payment(
         user_id=user_id,
         payment_status=status,

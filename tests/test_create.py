@@ -49,6 +49,8 @@ async def test_create_returns_201_with_the_stored_payment(
         "provider": "stripe",
         "currency": "USD",
         "amount_total": "99.99",
+        "amount_refunded": "0.00",
+        "amount_refundable": "99.99",
         "customer_id": "cus_1",
         "customer_email": "guest@example.com",
         "booking_id": "bk_1",
@@ -79,13 +81,24 @@ async def test_create_with_only_a_checkout_session(client: httpx.AsyncClient, au
     assert response.json()["checkout_session_id"] == "cs_only"
 
 
-@pytest.mark.parametrize("status", list(PaymentStatus))
-async def test_a_backend_may_create_in_any_status(
+@pytest.mark.parametrize("status", [status for status in PaymentStatus if status is not PaymentStatus.REFUNDED])
+async def test_a_backend_may_create_in_any_status_but_refunded(
     client: httpx.AsyncClient, auth: TokenFactory, status: PaymentStatus
 ) -> None:
     response = await client.post(PAYMENTS, json=body(payment_status=status.value), headers=auth(1, service=True))
     assert response.status_code == 201
     assert response.json()["payment_status"] == status.value
+
+
+async def test_a_payment_is_not_created_as_refunded(
+    client: httpx.AsyncClient, auth: TokenFactory, db: AsyncSession
+) -> None:
+    """A refunded payment has refunds that say how much went back and when: it is created as
+    succeeded and its refund recorded."""
+    response = await client.post(PAYMENTS, json=body(payment_status="refunded"), headers=auth(1, service=True))
+    problem = assert_problem(response, 422, "validation-error")
+    assert error_locations(problem) == {"body.payment_status"}
+    assert await payment_count(db) == 0
 
 
 async def test_user_id_in_the_body_never_overrides_the_token(

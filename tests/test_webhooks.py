@@ -56,7 +56,6 @@ TABLE = [
     ("payment_intent.succeeded", {"status": "succeeded"}, S.PROCESSING, S.SUCCEEDED),
     ("payment_intent.payment_failed", {"status": "requires_payment_method"}, S.PROCESSING, S.FAILED),
     ("payment_intent.canceled", {"status": "canceled"}, S.PENDING, S.CANCELED),
-    ("charge.refunded", {"amount_refunded": 9999}, S.SUCCEEDED, S.REFUNDED),
 ]
 
 
@@ -108,7 +107,7 @@ async def test_a_redelivered_event_is_applied_once(client: httpx.AsyncClient, db
     event = stripe_event("payment_intent.succeeded", "evt_again")
     ack(await deliver(client, event), "applied")
     # Meanwhile someone refunds it; a redelivery must not touch it.
-    await db.execute(update(Payment).values(payment_status=S.REFUNDED))
+    await db.execute(update(Payment).values(payment_status=S.REFUNDED, amount_refunded=Payment.amount_total))
     for _ in range(2):
         ack(await deliver(client, event), "applied", duplicate=True)
     assert (await stored(db, payment.id)).payment_status is S.REFUNDED  # type: ignore[union-attr]
@@ -141,7 +140,6 @@ async def test_unknown_payment_is_recorded_as_unmatched(client: httpx.AsyncClien
         ("customer.created", {}),
         ("payment_intent.created", {}),
         ("checkout.session.completed", {"payment_status": "no_payment_required"}),
-        ("charge.refunded", {"amount_refunded": 5000}),
     ],
 )
 async def test_events_the_service_does_not_act_on_are_ignored(

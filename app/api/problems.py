@@ -9,7 +9,7 @@ import asyncpg  # type: ignore[import-untyped]
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.core.database import is_database_unavailable
@@ -27,6 +27,9 @@ class FieldError(BaseModel):
 
 
 class Problem(BaseModel):
+    # Extension members (RFC 9457 §3.2) some problems carry, e.g. amount_refundable.
+    model_config = ConfigDict(extra="allow")
+
     type: str
     title: str
     status: int
@@ -42,8 +45,9 @@ def problem_response(
     *,
     errors: list[FieldError] | None = None,
     headers: Mapping[str, str] | None = None,
+    extensions: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    problem = Problem(type=type_, title=title, status=status, detail=detail, errors=errors)
+    problem = Problem(type=type_, title=title, status=status, detail=detail, errors=errors, **(extensions or {}))
     return JSONResponse(
         problem.model_dump(exclude_none=True),
         status_code=status,
@@ -65,6 +69,7 @@ def render_domain_error(error: DomainError) -> JSONResponse:
         error.detail,
         errors=errors or None,
         headers=error.headers(),
+        extensions=error.extensions(),
     )
 
 

@@ -4,7 +4,8 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from app.schemas.payment import PaymentRecord
-from app.services.payments import ExpectedVersions
+from app.schemas.refund import RefundRecord
+from app.services.access import ExpectedVersions
 
 JSON_MEDIA_TYPE = "application/json"
 
@@ -23,6 +24,12 @@ def payment_response(payment: PaymentRecord, status_code: int = 200) -> Response
     """Serialize once, here, so an idempotent request can store exactly these bytes."""
     body = payment.__pydantic_serializer__.to_json(payment)
     return Response(body, status_code, headers={"ETag": etag(payment.version)}, media_type=JSON_MEDIA_TYPE)
+
+
+def refund_response(refund: RefundRecord, status_code: int = 200, *, location: str | None = None) -> Response:
+    headers = {"ETag": etag(refund.version)} | ({"Location": location} if location else {})
+    body = refund.__pydantic_serializer__.to_json(refund)
+    return Response(body, status_code, headers=headers, media_type=JSON_MEDIA_TYPE)
 
 
 def parse_if_match(header: str | None) -> ExpectedVersions:

@@ -26,6 +26,10 @@ class DomainError(Exception):
         """(location, message, type) of each invalid field, for a 422's `errors`."""
         return []
 
+    def extensions(self) -> dict[str, str]:
+        """Extension members of the problem (RFC 9457 §3.2), e.g. the amount still refundable."""
+        return {}
+
 
 class NotAuthenticated(DomainError):
     status_code = 401
@@ -80,6 +84,48 @@ class InvalidPayment(DomainError):
 
     def field_errors(self) -> list[tuple[str, str, str]]:
         return [(f"body.{self.field}", self.problem, "value_error")]
+
+
+class InvalidRefund(InvalidPayment):
+    slug = "invalid-refund"
+    title = "Invalid refund"
+
+
+class RefundNotFound(DomainError):
+    status_code = 404
+    slug = "refund-not-found"
+    title = "Refund not found"
+
+
+class PaymentNotRefundable(DomainError):
+    status_code = 409
+    slug = "payment-not-refundable"
+    title = "Payment cannot be refunded"
+
+
+class RefundExceedsRefundable(DomainError):
+    status_code = 409
+    slug = "refund-exceeds-refundable"
+    title = "Refund exceeds the refundable amount"
+
+    def __init__(self, detail: str, amount_refundable: str) -> None:
+        super().__init__(detail)
+        self.amount_refundable = amount_refundable
+
+    def extensions(self) -> dict[str, str]:
+        return {"amount_refundable": self.amount_refundable}
+
+
+class RefundPending(DomainError):
+    status_code = 409
+    slug = "refund-pending"
+    title = "A refund is pending"
+
+
+class DuplicateRefund(DomainError):
+    status_code = 409
+    slug = "duplicate-refund"
+    title = "Duplicate refund"
 
 
 class PreconditionFailed(DomainError):

@@ -47,6 +47,12 @@ STATUS_TRANSITIONS = Counter(
 WEBHOOK_EVENTS = Counter(
     "webhook_events_total", "Provider webhook events by outcome", ["provider", "outcome"], registry=REGISTRY
 )
+REFUNDS = Counter(
+    "refunds_total",
+    "Refunds by the status they reached (pending when recorded) and currency",
+    ["status", "currency"],
+    registry=REGISTRY,
+)
 
 
 class PoolCollector(Collector):

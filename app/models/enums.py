@@ -16,3 +16,20 @@ class PaymentProvider(StrEnum):
     SQUARE = "square"
     RAZORPAY = "razorpay"
     OTHER = "other"
+
+
+class RefundStatus(StrEnum):
+    """Stripe's refund statuses. succeeded, failed and canceled are final."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+class RefundReason(StrEnum):
+    REQUESTED_BY_CUSTOMER = "requested_by_customer"
+    BOOKING_CANCELED = "booking_canceled"
+    DUPLICATE = "duplicate"
+    FRAUDULENT = "fraudulent"
+    OTHER = "other"

@@ -48,6 +48,10 @@ class Payment(Base):
     )
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
     amount_total: Mapped[Decimal] = mapped_column(Numeric(14, 4), nullable=False)
+    # Sums of the payment's succeeded and of its pending refunds, kept by the statements that write
+    # refunds (under the payment's row lock); the CHECK constraints below hold them to amount_total.
+    amount_refunded: Mapped[Decimal] = mapped_column(Numeric(14, 4), nullable=False, server_default=text("0"))
+    amount_refund_pending: Mapped[Decimal] = mapped_column(Numeric(14, 4), nullable=False, server_default=text("0"))
     customer_id: Mapped[str | None] = mapped_column(String(REFERENCE_LENGTH))
     customer_email: Mapped[str | None] = mapped_column(String(EMAIL_LENGTH))
     booking_id: Mapped[str | None] = mapped_column(String(REFERENCE_LENGTH))
@@ -76,6 +80,12 @@ class Payment(Base):
         CheckConstraint("payment_id IS NOT NULL OR checkout_session_id IS NOT NULL", name="has_gateway_reference"),
         CheckConstraint("amount_total > 0", name="amount_positive"),
         CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso_code"),
+        CheckConstraint(
+            "amount_refunded >= 0 AND amount_refund_pending >= 0 "
+            "AND amount_refunded + amount_refund_pending <= amount_total",
+            name="refunds_within_total",
+        ),
+        CheckConstraint("payment_status <> 'refunded' OR amount_refunded = amount_total", name="refunded_in_full"),
         # Serves the owner's list (newest first) and keyset pages on (created_at, id).
         Index("ix_payments_user_id_created_at_id", "user_id", "created_at", "id"),
         # Serves the admin list over every user.

@@ -4,6 +4,7 @@ authorization rules: callers say whose rows and which moves are allowed."""
 
 from dataclasses import dataclass, fields
 from datetime import datetime
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any, cast
 
@@ -168,10 +169,23 @@ def _update_statement() -> Statement:
     )
 
 
+def _adjust_refund_sums_statement() -> Statement:
+    """Add to a locked payment's sums of succeeded and of pending refunds (version + 1); the
+    payments' CHECK constraints refuse any result above amount_total or below zero."""
+    sums = {name: _payments.c[name] + _typed(name) for name in ("amount_refunded", "amount_refund_pending")}
+    return Statement.of(
+        update(_payments)
+        .where(_payments.c.id == bindparam("row_id"))
+        .values(**sums, version=_payments.c.version + 1, updated_at=func.now())
+        .returning(*_payments.columns)
+    )
+
+
 _INSERT = _insert_statement()
 _INSERT_COMPLETING_KEY = _insert_completing_key_statement()
 _MOVE = _move_statement()
 _UPDATE = _update_statement()
+_ADJUST_REFUND_SUMS = _adjust_refund_sums_statement()
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,4 +404,11 @@ class Payments:
             row = await self.uow.fetchrow(_UPDATE, row_id=payment.id, **values)
         except asyncpg.UniqueViolationError as error:
             raise UniqueViolation(str(error)) from error
+        return PaymentRecord.model_validate(dict(one(row)))  # the row is locked by this transaction
+
+    async def adjust_refund_sums(self, payment: PaymentRecord, *, refunded: Decimal, pending: Decimal) -> PaymentRecord:
+        """Add `refunded` and `pending` (either may be negative) to a locked payment's refund sums."""
+        row = await self.uow.fetchrow(
+            _ADJUST_REFUND_SUMS, row_id=payment.id, amount_refunded=refunded, amount_refund_pending=pending
+        )
         return PaymentRecord.model_validate(dict(one(row)))  # the row is locked by this transaction

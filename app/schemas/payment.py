@@ -11,6 +11,7 @@ from pydantic import (
     ModelWrapValidatorHandler,
     PrivateAttr,
     ValidationInfo,
+    computed_field,
     field_serializer,
     field_validator,
     model_validator,
@@ -70,6 +71,13 @@ class PaymentCreate(BaseModel):
     @classmethod
     def _amount_matches_currency(cls, amount: Decimal, info: ValidationInfo) -> Decimal:
         return _check_amount(amount, info)
+
+    @field_validator("payment_status")
+    @classmethod
+    def _not_refunded(cls, status: PaymentStatus) -> PaymentStatus:
+        if status is PaymentStatus.REFUNDED:
+            raise ValueError("create the payment as succeeded, then record its refund (POST .../refunds)")
+        return status
 
     @model_validator(mode="after")
     def _needs_a_gateway_reference(self) -> Self:
@@ -134,6 +142,9 @@ class PaymentRecord(BaseModel):
     provider: PaymentProvider
     currency: str
     amount_total: Annotated[Decimal, Field(description="Decimal string with exactly the currency's minor-unit digits")]
+    amount_refunded: Annotated[Decimal, Field(description="The sum of the payment's succeeded refunds")] = Decimal(0)
+    # Reserved by pending refunds; shown through amount_refundable.
+    amount_refund_pending: Annotated[Decimal, Field(exclude=True)] = Decimal(0)
     customer_id: str | None
     customer_email: str | None
     booking_id: str | None
@@ -145,9 +156,18 @@ class PaymentRecord(BaseModel):
     created_at: datetime
     updated_at: datetime
 
-    @field_serializer("amount_total", return_type=str)
+    @field_serializer("amount_total", "amount_refunded", return_type=str)
     def _amount_as_string(self, amount: Decimal) -> str:
         return format_amount(amount, self.currency)
+
+    def refundable(self) -> Decimal:
+        """amount_total minus the succeeded and the pending refunds."""
+        return self.amount_total - self.amount_refunded - self.amount_refund_pending
+
+    @computed_field(description="amount_total minus succeeded and pending refunds: the most a new refund may be")  # type: ignore[prop-decorator]
+    @property
+    def amount_refundable(self) -> str:
+        return format_amount(self.refundable(), self.currency)
 
 
 _RANGE_DOC = "Inclusive; ISO 8601 date-time, UTC when it has no offset"

@@ -1,7 +1,6 @@
 """Business rules for payments: ownership, what may change, status moves and their history."""
 
 import logging
-from collections.abc import Collection
 from typing import Any, Protocol
 
 from app.core.currencies import amount_problem
@@ -14,14 +13,12 @@ from app.core.errors import (
     IllegalStatusTransition,
     ImmutableField,
     InvalidPayment,
-    PaymentNotFound,
-    PreconditionFailed,
 )
-from app.core.metrics import PAYMENTS_CREATED, STATUS_TRANSITIONS
+from app.core.metrics import PAYMENTS_CREATED
 from app.core.security import Principal
 from app.models import PaymentStatus
 from app.repositories.idempotency import KeyCompletion
-from app.repositories.payments import KeyTakenOver, Move, Page, PaymentFilters, Payments, UniqueViolation
+from app.repositories.payments import KeyTakenOver, Page, PaymentFilters, Payments, UniqueViolation
 from app.schemas.fields import METADATA_MAX_KEYS
 from app.schemas.payment import (
     AdminPaymentListQuery,
@@ -32,7 +29,16 @@ from app.schemas.payment import (
     PaymentUpdate,
     StatusChange,
 )
-from app.services.status_rules import ALLOWED_TRANSITIONS, can_transition
+from app.services.access import (
+    OUTCOMES_ARE_FOR_BACKENDS,
+    ExpectedVersions,
+    check_precondition,
+    check_records_outcomes,
+    visible_to,
+)
+from app.services.moves import record_move
+from app.services.refunds import RefundService
+from app.services.status_rules import ALLOWED_TRANSITIONS
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +46,6 @@ GATEWAY_REFERENCES = ("payment_id", "checkout_session_id")
 LOCKED_AFTER_PENDING = ("amount_total", "currency")
 # Moving a payment to another booking or property once it is under way is a backend's decision.
 RELINKED_AFTER_PENDING = ("booking_id", "property_id")
-_OUTCOMES_ARE_FOR_BACKENDS = (
-    "only a trusted backend (a token with the service role), an admin or a verified gateway webhook may"
-)
-
-# The versions an If-Match header accepts; None when the request has no If-Match (or `*`).
-ExpectedVersions = Collection[int] | None
-
 # For each target status, the statuses a payment may move to it from.
 _MOVES_TO = {target: [s for s in PaymentStatus if target in ALLOWED_TRANSITIONS[s]] for target in PaymentStatus}
 
@@ -64,25 +63,10 @@ class NewPaymentKey(Protocol):
         ...
 
 
-def _visible_to(payment: PaymentRecord | None, principal: Principal) -> PaymentRecord:
-    # Someone else's payment is reported exactly like a missing one, so ids cannot be probed.
-    if payment is None or not (principal.is_trusted or payment.user_id == principal.user_id):
-        raise PaymentNotFound("Payment not found")
-    return payment
-
-
 def _check_may_move(principal: Principal, target: PaymentStatus) -> None:
-    # An end user saying a payment succeeded is not evidence that money moved: users may only
-    # cancel their own pending payments.
-    if target != PaymentStatus.CANCELED and not principal.records_outcomes:
-        raise Forbidden(f"Moving a payment to {target.value}: {_OUTCOMES_ARE_FOR_BACKENDS} do that")
-
-
-def _check_precondition(payment: PaymentRecord, expected: ExpectedVersions) -> None:
-    if expected is not None and payment.version not in expected:
-        raise PreconditionFailed(
-            f'The payment has changed (its ETag is now "{payment.version}"); fetch it again and retry'
-        )
+    # End users may only cancel their own pending payments.
+    if target != PaymentStatus.CANCELED:
+        check_records_outcomes(principal, f"Moving a payment to {target.value}")
 
 
 def merge_metadata(current: dict[str, str], changes: dict[str, str]) -> dict[str, str]:
@@ -100,13 +84,13 @@ class PaymentService:
     # -- reads ---------------------------------------------------------------------------------
 
     async def get(self, principal: Principal, payment_id: int) -> PaymentRecord:
-        return _visible_to(await self.payments.get(payment_id), principal)
+        return visible_to(await self.payments.get(payment_id), principal)
 
     async def get_by_gateway_id(self, principal: Principal, gateway_payment_id: str) -> PaymentRecord:
-        return _visible_to(await self.payments.get_by_gateway_id(gateway_payment_id), principal)
+        return visible_to(await self.payments.get_by_gateway_id(gateway_payment_id), principal)
 
     async def history(self, principal: Principal, payment_id: int) -> list[StatusChange]:
-        payment = _visible_to(await self.payments.get(payment_id), principal)
+        payment = visible_to(await self.payments.get(payment_id), principal)
         return await self.payments.history(payment.id)
 
     async def list_for_booking(self, principal: Principal, booking_id: str, query: BookingPaymentQuery) -> Page:
@@ -149,7 +133,7 @@ class PaymentService:
         statement, which with an Idempotency-Key also stores the key's response."""
         if data.payment_status != PaymentStatus.PENDING and not principal.records_outcomes:
             raise Forbidden(
-                f"Creating a payment as {data.payment_status.value}: {_OUTCOMES_ARE_FOR_BACKENDS} do that; "
+                f"Creating a payment as {data.payment_status.value}: {OUTCOMES_ARE_FOR_BACKENDS} do that; "
                 "create it as pending"
             )
         values = data.model_dump(exclude={"user_id", "metadata"})
@@ -181,8 +165,8 @@ class PaymentService:
         self, principal: Principal, payment_id: int, data: PaymentUpdate, expected: ExpectedVersions = None
     ) -> PaymentRecord:
         async with self.uow.transaction():
-            payment = _visible_to(await self.payments.get(payment_id, locked=True), principal)
-            _check_precondition(payment, expected)
+            payment = visible_to(await self.payments.get(payment_id, locked=True), principal)
+            check_precondition(payment, expected)
             changes = self._changes(payment, data)
             self._check_may_relink(principal, payment, changes)
             if not changes:
@@ -213,7 +197,7 @@ class PaymentService:
         if relinked and payment.payment_status != PaymentStatus.PENDING and not principal.records_outcomes:
             raise Forbidden(
                 f"Changing {' and '.join(relinked)} of a {payment.payment_status.value} payment: "
-                f"{_OUTCOMES_ARE_FOR_BACKENDS} do that"
+                f"{OUTCOMES_ARE_FOR_BACKENDS} do that"
             )
 
     @staticmethod
@@ -235,7 +219,9 @@ class PaymentService:
         """Move a payment to `target`: one statement that locks the row, checks who may, the
         If-Match version and the status rules, moves it and records the move. Concurrent moves of
         one payment are serialized by the row lock, each checked against the status the previous
-        one left."""
+        one left. Refunded is a refund of everything still refundable (see RefundService)."""
+        if target is PaymentStatus.REFUNDED:
+            return await RefundService(self.uow).refund_remaining(principal, payment_id, expected)
         _check_may_move(principal, target)
         from_statuses = _MOVES_TO[target] if principal.records_outcomes else [PaymentStatus.PENDING]
         move = await self.payments.move(
@@ -247,57 +233,17 @@ class PaymentService:
             actor=principal.actor,
             request_id=self.request_id,
         )
-        payment = _visible_to(move.payment if move else None, principal)
+        payment = visible_to(move.payment if move else None, principal)
         if move is not None and move.moved:
-            self._moved(move, target, principal.actor, None)
+            record_move(move, target, principal.actor, None)
             return payment
         # Not moved: the same checks, in the order the statement applied them, say why.
-        _check_precondition(payment, expected)
+        check_precondition(payment, expected)
         if payment.payment_status == target:
             return payment  # already there: a no-op
         if target in ALLOWED_TRANSITIONS[payment.payment_status]:  # allowed, but not for this caller
-            raise Forbidden(f"Canceling a {payment.payment_status.value} payment: {_OUTCOMES_ARE_FOR_BACKENDS} do that")
+            raise Forbidden(f"Canceling a {payment.payment_status.value} payment: {OUTCOMES_ARE_FOR_BACKENDS} do that")
         raise IllegalStatusTransition(f"Cannot move a payment from {payment.payment_status.value} to {target.value}")
 
     async def cancel(self, principal: Principal, payment_id: int, expected: ExpectedVersions = None) -> PaymentRecord:
         return await self.change_status(principal, payment_id, PaymentStatus.CANCELED, expected)
-
-    async def move_locked(
-        self, payment: PaymentRecord, target: PaymentStatus, *, actor: str, event_id: str | None
-    ) -> PaymentRecord:
-        """Apply the status rules to a payment this transaction has locked, and record the move
-        (a provider's webhook); the current status is a no-op."""
-        if payment.payment_status == target:
-            return payment
-        if not can_transition(payment.payment_status, target):
-            raise IllegalStatusTransition(
-                f"Cannot move a payment from {payment.payment_status.value} to {target.value}"
-            )
-        move = await self.payments.move(
-            payment.id,
-            target,
-            from_statuses=[payment.payment_status],
-            owner=None,
-            versions=None,
-            actor=actor,
-            request_id=self.request_id,
-            event_id=event_id,
-        )
-        if move is None or not move.moved:  # impossible: this transaction holds the row lock
-            raise LookupError(f"payment {payment.id} could not be moved although it is locked")
-        self._moved(move, target, actor, event_id)
-        return move.payment
-
-    @staticmethod
-    def _moved(move: Move, target: PaymentStatus, actor: str, event_id: str | None) -> None:
-        STATUS_TRANSITIONS.labels(move.from_status.value, target.value).inc()
-        logger.info(
-            "payment status changed",
-            extra={
-                "payment_id": move.payment.id,
-                "from_status": move.from_status.value,
-                "to_status": target.value,
-                "actor": actor,
-                "event_id": event_id,
-            },
-        )

@@ -3,7 +3,6 @@ rules as the API. Whatever the outcome, the provider gets a 2xx (it would retry 
 
 import logging
 from dataclasses import dataclass
-from decimal import Decimal
 
 from app.core.currencies import MINOR_UNITS
 from app.core.database import UnitOfWork
@@ -13,28 +12,19 @@ from app.repositories.payments import Payments, UniqueViolation
 from app.repositories.webhooks import WebhookEvents
 from app.schemas.payment import PaymentRecord
 from app.schemas.webhook import StripeEvent, WebhookEventRecord
+from app.services.moves import move_locked
 from app.services.payments import PaymentService
 from app.services.status_rules import can_transition
-from app.services.stripe_events import Ignored, ProviderUpdate, interpret
+from app.services.stripe_events import Ignored, ProviderUpdate, RefundUpdate, interpret, stripe_amount
+from app.services.stripe_refunds import STRIPE, StripeRefunds
 
 logger = logging.getLogger(__name__)
-
-STRIPE = "stripe"
 
 
 @dataclass(frozen=True, slots=True)
 class WebhookResult:
     outcome: WebhookOutcome
     duplicate: bool
-
-
-# Where Stripe's integer amounts do not follow the ISO 4217 exponent (Stripe's "zero-decimal" and
-# "special case" currencies): ISK and UGX are sent with two decimals, MGA with none.
-STRIPE_MINOR_UNITS = {"ISK": 2, "UGX": 2, "MGA": 0}
-
-
-def stripe_minor_units(currency: str) -> int:
-    return STRIPE_MINOR_UNITS.get(currency, MINOR_UNITS[currency])
 
 
 def amount_mismatch(payment: PaymentRecord, update: ProviderUpdate) -> str | None:
@@ -46,7 +36,7 @@ def amount_mismatch(payment: PaymentRecord, update: ProviderUpdate) -> str | Non
         if currency != payment.currency:
             return f"currency {currency} differs from the payment's {payment.currency}"
         if update.amount_minor is not None:
-            amount = Decimal(update.amount_minor).scaleb(-stripe_minor_units(currency))
+            amount = stripe_amount(update.amount_minor, currency)
             if amount != payment.amount_total:
                 return f"amount {amount} {currency} differs from the payment's {payment.amount_total.normalize()}"
     elif update.amount_minor is not None:
@@ -104,6 +94,8 @@ class StripeWebhookService:
             update = interpret(event.type, event.data.object)
         except Ignored as reason:
             return WebhookOutcome.IGNORED, None, str(reason)
+        if isinstance(update, RefundUpdate):
+            return await StripeRefunds(self.uow).apply(update, event.id)
         payment = await self.payments.find_for_provider_event(
             checkout_session_id=update.checkout_session_id, payment_intent_id=update.payment_intent_id
         )
@@ -129,7 +121,9 @@ class StripeWebhookService:
         if current == update.target or not can_transition(current, update.target):
             detail = f"{current.value} -> {update.target.value} not applied"
             return (WebhookOutcome.APPLIED if linked else WebhookOutcome.STALE), payment, detail
-        await self.payment_service.move_locked(payment, update.target, actor=STRIPE, event_id=event.id)
+        await move_locked(
+            self.payments, payment, update.target, actor=STRIPE, request_id=self.uow.request_id, event_id=event.id
+        )
         return WebhookOutcome.APPLIED, payment, f"{current.value} -> {update.target.value}"
 
     async def list_events(
