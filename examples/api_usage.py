@@ -8,7 +8,7 @@ TOKEN          an end user's bearer token (creates, reads and cancels their paym
                a development token for user 123 is minted with the SECRET_KEY/ALGORITHM of this
                checkout's settings (environment or .env), which must be the ones the server uses.
 SERVICE_TOKEN  a trusted backend's token (service role), which records what the gateway did
-               (processing, succeeded); when unset, one is minted for backend 900 the same way.
+               (processing, succeeded, a refund); when unset, one is minted for backend 900 the same way.
 
 Exits 0 when every step answered as expected, 1 at the first step that did not.
 """
@@ -117,7 +117,37 @@ def run(client: httpx.Client, backend: httpx.Client) -> None:
     duplicate = expect(client.post(f"{PAYMENTS}/", json=new_payment), 409, "duplicate payment_id is refused")
     print(f"    {duplicate['type']}: {duplicate['detail']}")
 
-    # 6. A second payment, canceled with DELETE (the record is kept, with status canceled).
+    # 6. The guest cancels one of the two nights: a partial refund, recorded by the backend that
+    # asked the gateway for it (pending until the gateway confirms), then its outcome.
+    refund = expect(
+        backend.post(
+            f"{PAYMENTS}/{payment_id}/refunds",
+            json={"amount": "74.95", "reason": "booking_canceled", "refund_id": f"re_example_{run_id}"},
+            headers={"Idempotency-Key": f"refund-{run_id}"},
+        ),
+        201,
+        "record a partial refund",
+    )
+    show(refund)
+    settled = expect(
+        backend.patch(f"{PAYMENTS}/{payment_id}/refunds/{refund['id']}/status", json={"status": "succeeded"}),
+        200,
+        "the gateway confirmed it",
+    )
+    after = expect(client.get(f"{PAYMENTS}/{payment_id}"), 200, "read the payment after the refund")
+    amounts = (after["payment_status"], after["amount_refunded"], after["amount_refundable"], settled["status"])
+    print(f"    status, refunded, refundable, refund: {amounts}")
+    if amounts != ("succeeded", "74.95", "74.95", "succeeded"):
+        raise StepFailed(f"unexpected amounts after a partial refund: {amounts}")
+    refunds = expect(client.get(f"{PAYMENTS}/{payment_id}/refunds"), 200, "list the payment's refunds")["items"]
+    if [item["id"] for item in refunds] != [refund["id"]]:
+        raise StepFailed(f"the refund list is {refunds}")
+    too_much = expect(
+        backend.post(f"{PAYMENTS}/{payment_id}/refunds", json={"amount": "100.00"}), 409, "refunding too much"
+    )
+    print(f"    {too_much['type']}: amount_refundable={too_much['amount_refundable']}")
+
+    # 7. A second payment, canceled with DELETE (the record is kept, with status canceled).
     second = expect(
         client.post(
             f"{PAYMENTS}/",
@@ -136,7 +166,7 @@ def run(client: httpx.Client, backend: httpx.Client) -> None:
     if canceled["payment_status"] != "canceled":
         raise StepFailed(f"status after DELETE is {canceled['payment_status']}")
 
-    # 7. Both payments of the booking, oldest first (100 a page; `next_cursor` leads to the rest).
+    # 8. Both payments of the booking, oldest first (100 a page; `next_cursor` leads to the rest).
     booking = expect(client.get(f"{PAYMENTS}/booking/bk_{run_id}"), 200, "list the booking's payments")["items"]
     summary = [(item["id"], item["payment_status"], item["currency"], item["amount_total"]) for item in booking]
     print(f"    {summary}")
