@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.metrics import REGISTRY
 from app.models import Payment, PaymentStatus, Refund, RefundStatus
 from tests.conftest import TokenFactory, make_payment
 from tests.helpers import assert_problem, error_locations, stored
@@ -458,3 +459,22 @@ async def test_three_partial_refunds_make_a_full_one_to_the_minor_unit(
     )
     assert await history(db, payment.id) == [("succeeded", "refunded", f"service:{SERVICE}")]
     await assert_invariant(db)
+
+
+def refunds_counted(status: str, currency: str) -> float:
+    return REGISTRY.get_sample_value("refunds_total", {"status": status, "currency": currency}) or 0.0
+
+
+async def test_refunds_are_counted_by_the_status_they_reach_and_currency(
+    client: httpx.AsyncClient, db: AsyncSession, service: dict[str, str]
+) -> None:
+    payment = await paid(db, "5000", "JPY")
+    before = {status: refunds_counted(status, "JPY") for status in ("pending", "succeeded", "failed")}
+    first = (await client.post(refunds_url(payment.id), json={"amount": "100"}, headers=service)).json()
+    await client.post(refunds_url(payment.id), json={"amount": "200"}, headers=service)
+    await change(client, payment.id, first["id"], service, status="failed")
+    await client.post(refunds_url(payment.id), json={"amount": "300", "status": "succeeded"}, headers=service)
+    after = {status: refunds_counted(status, "JPY") - before[status] for status in before}
+    assert after == {"pending": 2, "succeeded": 1, "failed": 1}
+    metrics = await client.get("/metrics")
+    assert 'refunds_total{currency="JPY",status="succeeded"}' in metrics.text
