@@ -4,7 +4,7 @@ worker has its own numbers (scrape each, or run one worker per container as depl
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -46,6 +46,23 @@ STATUS_TRANSITIONS = Counter(
 )
 WEBHOOK_EVENTS = Counter(
     "webhook_events_total", "Provider webhook events by outcome", ["provider", "outcome"], registry=REGISTRY
+)
+EVENTS_WRITTEN = Counter(
+    "events_written_total",
+    "Events written to the outbox, by type (per process that wrote them)",
+    ["type"],
+    registry=REGISTRY,
+)
+EVENTS_PUBLISHED = Counter(
+    "events_published_total", "Events the broker confirmed, by type", ["type"], registry=REGISTRY
+)
+EVENT_PUBLISH_FAILURES = Counter(
+    "event_publish_failures_total", "Failed attempts to publish a batch of events", registry=REGISTRY
+)
+EVENTS_OLDEST_UNPUBLISHED = Gauge(
+    "events_oldest_unpublished_age_seconds",
+    "Age of the oldest event not yet published, as the relay last saw it (0: none)",
+    registry=REGISTRY,
 )
 REFUNDS = Counter(
     "refunds_total",

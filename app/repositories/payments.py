@@ -34,6 +34,7 @@ from sqlalchemy.dialects.postgresql import insert
 from app.core.database import Statement, UnitOfWork, one
 from app.core.pagination import Keyset
 from app.models import Payment, PaymentProvider, PaymentStatus, PaymentStatusHistory
+from app.repositories.events import event_recorded
 from app.repositories.idempotency import KeyCompletion, this_claim
 from app.schemas.payment import PaymentRecord, StatusChange
 
@@ -89,11 +90,17 @@ def _creation_recorded(inserted: Any) -> Any:
     return insert(_history).from_select(_HISTORY_COLUMNS, creation).cte("recorded")
 
 
+_CREATED = literal("payment.created", String)
+
+
 def _insert_statement() -> Statement:
-    """INSERT the payment (unless one of its gateway ids is taken) and its creation history row."""
+    """INSERT the payment (unless one of its gateway ids is taken), its creation history row and its
+    payment.created event."""
     values = {name: _typed(name) for name in NEW_PAYMENT_COLUMNS}
     inserted = insert(_payments).values(values).on_conflict_do_nothing().returning(*_payments.columns).cte("inserted")
-    return Statement.of(select(*inserted.c).add_cte(_creation_recorded(inserted)))
+    return Statement.of(
+        select(*inserted.c).add_cte(_creation_recorded(inserted)).add_cte(event_recorded(inserted, _CREATED))
+    )
 
 
 def _insert_completing_key_statement() -> Statement:
@@ -117,7 +124,9 @@ def _insert_completing_key_statement() -> Statement:
     held = select(func.count()).select_from(claim).scalar_subquery().label("claim_held")
     one = select(literal(1).label("one")).subquery("one")
     result = select(held, *inserted.c).select_from(one.outerjoin(inserted, true()))
-    return Statement.of(result.add_cte(_creation_recorded(inserted)).add_cte(completed))
+    return Statement.of(
+        result.add_cte(_creation_recorded(inserted)).add_cte(event_recorded(inserted, _CREATED)).add_cte(completed)
+    )
 
 
 def _move_statement() -> Statement:
@@ -151,11 +160,14 @@ def _move_statement() -> Statement:
         bindparam("event_id", String),
     ).where(moved.c.id == current.c.id)
     recorded = insert(_history).from_select(_HISTORY_COLUMNS, entry).cte("recorded")
+    # One event per status reached: payment.<status>, with the status it left.
+    reached = func.concat("payment.", moved.c.payment_status)
+    announced = event_recorded(moved, reached, previous_status=current.c.payment_status)
     after = select(true().label("moved"), current.c.payment_status.label("from_status"), *moved.c).where(
         moved.c.id == current.c.id
     )
     before = select(false(), current.c.payment_status, *current.c).where(~exists(select(moved.c.id)))
-    return Statement.of(after.union_all(before).add_cte(recorded))
+    return Statement.of(after.union_all(before).add_cte(recorded).add_cte(announced))
 
 
 def _update_statement() -> Statement:
@@ -336,15 +348,15 @@ class Payments:
         return Page([PaymentRecord.model_validate(dict(row)) for row in rows[:limit]], total, len(rows) > limit)
 
     async def insert(self, values: dict[str, Any], *, actor: str, request_id: str | None) -> PaymentRecord | None:
-        """Insert a payment and its creation history row in one statement; None when its payment_id
+        """Insert a payment, its creation history row and its event in one statement; None when its payment_id
         or checkout_session_id is taken (then nothing is written)."""
         return await self._one(_INSERT, **values, actor=actor, request_id=request_id)
 
     async def insert_completing_key(
         self, payment: PaymentRecord, key: KeyCompletion, *, actor: str, request_id: str | None
     ) -> PaymentRecord | None:
-        """Insert `payment` (its id and time reserved by the key's claim), its history row, and the
-        key's stored response, in one statement. None when a gateway id is taken (nothing written);
+        """Insert `payment` (its id and time reserved by the key's claim), its history row, its event
+        and the key's stored response, in one statement. None when a gateway id is taken (nothing written);
         KeyTakenOver when the key left this request's claim."""
         values = {name: getattr(payment, name) for name in NEW_PAYMENT_COLUMNS}
         row = await self.uow.fetchrow(

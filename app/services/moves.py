@@ -4,7 +4,7 @@ and refunds move a payment."""
 import logging
 
 from app.core.errors import IllegalStatusTransition
-from app.core.metrics import STATUS_TRANSITIONS
+from app.core.metrics import EVENTS_WRITTEN, STATUS_TRANSITIONS
 from app.models import PaymentStatus
 from app.repositories.payments import Move, Payments
 from app.schemas.payment import PaymentRecord
@@ -15,6 +15,7 @@ logger = logging.getLogger(__name__)
 
 def record_move(move: Move, target: PaymentStatus, actor: str, event_id: str | None) -> None:
     STATUS_TRANSITIONS.labels(move.from_status.value, target.value).inc()
+    EVENTS_WRITTEN.labels(f"payment.{target.value}").inc()  # written by the move's statement
     logger.info(
         "payment status changed",
         extra={

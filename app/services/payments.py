@@ -14,9 +14,10 @@ from app.core.errors import (
     ImmutableField,
     InvalidPayment,
 )
-from app.core.metrics import PAYMENTS_CREATED
+from app.core.metrics import EVENTS_WRITTEN, PAYMENTS_CREATED
 from app.core.security import Principal
 from app.models import PaymentStatus
+from app.repositories.events import Events
 from app.repositories.idempotency import KeyCompletion
 from app.repositories.payments import KeyTakenOver, Page, PaymentFilters, Payments, UniqueViolation
 from app.schemas.fields import METADATA_MAX_KEYS
@@ -155,6 +156,7 @@ class PaymentService:
         if payment is None:
             raise DuplicatePayment("A payment with this payment_id or checkout_session_id already exists")
         PAYMENTS_CREATED.labels(payment.provider.value, payment.currency).inc()
+        EVENTS_WRITTEN.labels("payment.created").inc()
         logger.info(
             "payment created",
             extra={"payment_id": payment.id, "to_status": payment.payment_status.value, "actor": principal.actor},
@@ -172,9 +174,11 @@ class PaymentService:
             if not changes:
                 return payment
             try:
-                return await self.payments.update(payment, changes)
+                updated = await self.payments.update(payment, changes)
             except UniqueViolation as exc:
                 raise DuplicatePayment("Another payment already has this payment_id or checkout_session_id") from exc
+            await Events(self.uow).of_payment(updated.id, "payment.updated", actor=principal.actor)
+            return updated
 
     def _changes(self, payment: PaymentRecord, data: PaymentUpdate) -> dict[str, Any]:
         """The fields that `data` changes, once checked against the stored payment."""

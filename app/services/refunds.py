@@ -25,6 +25,7 @@ from app.core.errors import (
 from app.core.metrics import REFUNDS
 from app.core.security import Principal
 from app.models import PaymentStatus, RefundReason, RefundStatus
+from app.repositories.events import Events
 from app.repositories.payments import Payments
 from app.repositories.refunds import DuplicateGatewayRefund, NewRefund, RefundPageRows, Refunds
 from app.schemas.payment import PaymentRecord
@@ -58,6 +59,7 @@ class RefundService:
         self.uow = uow
         self.refunds = Refunds(uow)
         self.payments = Payments(uow)
+        self.events = Events(uow)
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -193,6 +195,9 @@ class RefundService:
             payment, refunded=amount if succeeded else Decimal(0), pending=Decimal(0) if succeeded else amount
         )
         self._counted(refund, refund.status, by)
+        await self.events.of_refund(refund.id, "refund.created", actor=by.actor)
+        if succeeded:
+            await self.events.of_refund(refund.id, "refund.succeeded", actor=by.actor)
         return Refunded(refund, await self._complete_if_refunded(payment, by))
 
     async def settle(
@@ -213,6 +218,7 @@ class RefundService:
             payment, refunded=refund.amount if succeeded else Decimal(0), pending=-refund.amount
         )
         self._counted(refund, status, by)
+        await self.events.of_refund(refund.id, f"refund.{status.value}", actor=by.actor, previous_status="pending")
         return Refunded(refund, await self._complete_if_refunded(payment, by))
 
     async def _complete_if_refunded(self, payment: PaymentRecord, by: Recorder) -> PaymentRecord:

@@ -8,6 +8,7 @@ from app.core.currencies import MINOR_UNITS
 from app.core.database import UnitOfWork
 from app.core.metrics import WEBHOOK_EVENTS
 from app.models import WebhookOutcome
+from app.repositories.events import Events
 from app.repositories.payments import Payments, UniqueViolation
 from app.repositories.webhooks import WebhookEvents
 from app.schemas.payment import PaymentRecord
@@ -75,6 +76,8 @@ class StripeWebhookService:
                 known = await self.events.count_redelivery(STRIPE, event.id)
                 return WebhookResult(known.outcome, duplicate=True)
             outcome, payment, detail = await self._apply(event)
+            if outcome is WebhookOutcome.ANOMALY and payment is not None:
+                await Events(self.uow).of_payment(payment.id, "payment.anomaly", actor=STRIPE, detail=detail)
             payment_id = payment.id if payment else None
             await self.events.set_outcome(recorded, outcome, payment_id=payment_id, detail=detail)
         WEBHOOK_EVENTS.labels(STRIPE, outcome.value).inc()
@@ -116,6 +119,7 @@ class StripeWebhookService:
                     payment = await self.payments.update(payment, {"payment_id": update.payment_intent_id})
             except UniqueViolation:
                 return WebhookOutcome.ANOMALY, payment, "its payment intent belongs to another payment"
+            await Events(self.uow).of_payment(payment.id, "payment.updated", actor=STRIPE)
             linked = True
         current = payment.payment_status
         if current == update.target or not can_transition(current, update.target):
