@@ -3,6 +3,7 @@
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from datetime import timedelta
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -18,6 +19,7 @@ from app.core.database import Database
 from app.core.logging import configure_logging
 from app.core.metrics import POOL
 from app.core.security import TokenVerifier
+from app.relay import Relay
 from app.services.housekeeping import purge_periodically
 
 
@@ -42,13 +44,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         configure_logging(settings.log_level)
         database = await Database.connect(settings)
         attach_database(app, database)
-        purge = asyncio.create_task(purge_periodically(database, settings.idempotency_purge_interval_seconds))
+        housekeeping = purge_periodically(
+            database,
+            settings.idempotency_purge_interval_seconds,
+            events_retention=timedelta(days=settings.events_retention_days),
+            keep_unpublished_events=settings.events_broker_url is not None,
+        )
+        tasks = [asyncio.create_task(housekeeping)]
+        if settings.events_relay_in_process and settings.events_broker_url is not None:
+            tasks.append(asyncio.create_task(Relay(database, settings).run()))
         try:
             yield
         finally:
-            purge.cancel()
-            with suppress(asyncio.CancelledError):
-                await purge
+            for task in tasks:
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
             await database.close()
 
     app = FastAPI(

@@ -83,6 +83,19 @@ class Settings(BaseSettings):
     idempotency_lock_timeout_seconds: int = Field(default=60, ge=1)
     idempotency_purge_interval_seconds: float = Field(default=300, gt=0)
 
+    # Events (the outbox and its relay; docs/events.md).
+    events_source: str = Field(default="/payment-service", min_length=1)
+    events_retention_days: int = Field(default=30, ge=1)
+    # amqp://user:password@host:5672/vhost of RabbitMQ; unset: events are only written and listed.
+    events_broker_url: SecretStr | None = None
+    events_exchange: str = Field(default="payments", min_length=1)
+    # Run the relay inside each API process too (a single-container deployment).
+    events_relay_in_process: bool = False
+    events_relay_batch_size: int = Field(default=100, ge=1, le=1000)
+    events_relay_poll_seconds: float = Field(default=0.2, gt=0)
+    # The standalone relay's Prometheus port (0: none).
+    events_relay_metrics_port: int = Field(default=9102, ge=0, le=65535)
+
     # One or more `whsec_...` secrets, comma-separated, so a secret can be rolled without downtime.
     stripe_webhook_secret: SecretStr | None = None
     stripe_webhook_tolerance_seconds: int = Field(default=300, ge=1)
@@ -134,7 +147,7 @@ class Settings(BaseSettings):
             return []
         return [part.strip() for part in self.stripe_webhook_secret.get_secret_value().split(",") if part.strip()]
 
-    @field_validator("metrics_token", "stripe_webhook_secret", "jwt_public_key", mode="before")
+    @field_validator("metrics_token", "stripe_webhook_secret", "jwt_public_key", "events_broker_url", mode="before")
     @classmethod
     def _empty_means_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

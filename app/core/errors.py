@@ -91,6 +91,12 @@ class InvalidRefund(InvalidPayment):
     title = "Invalid refund"
 
 
+class EventNotFound(DomainError):
+    status_code = 404
+    slug = "event-not-found"
+    title = "Event not found"
+
+
 class RefundNotFound(DomainError):
     status_code = 404
     slug = "refund-not-found"

@@ -126,9 +126,23 @@ _UNPUBLISHED = Statement.of(
 _MARK_PUBLISHED = Statement.of(
     update(_events).where(_events.c.id == func.any(bindparam("ids", ARRAY(BigInteger)))).values(published_at=func.now())
 )
-_OLDEST_UNPUBLISHED_AGE = Statement.of(
-    select(func.extract("epoch", func.now() - func.min(_events.c.created_at))).where(_events.c.published_at.is_(None))
-)
+
+
+def _oldest_unpublished_age() -> Statement:
+    """Seconds since the oldest unpublished event was written: the first not positioned yet (by id)
+    or the first positioned and unpublished (by position), whichever is older; both index scans."""
+    unpositioned = select(_events.c.created_at).where(_events.c.position.is_(None)).order_by(_events.c.id).limit(1)
+    unpublished = (
+        select(_events.c.created_at)
+        .where(_events.c.position.is_not(None), _events.c.published_at.is_(None))
+        .order_by(_events.c.position)
+        .limit(1)
+    )
+    oldest = func.least(unpositioned.scalar_subquery(), unpublished.scalar_subquery())
+    return Statement.of(select(func.coalesce(func.extract("epoch", func.now() - oldest), 0)))
+
+
+_OLDEST_UNPUBLISHED_AGE = _oldest_unpublished_age()
 _BY_EVENT_ID = Statement.of(select(*_events.columns).where(_events.c.event_id == bindparam("event_id")))
 
 
