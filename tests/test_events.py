@@ -1,0 +1,210 @@
+"""The outbox: every committed change writes exactly its events, in the change's transaction, as
+CloudEvents whose data is the payment (or refund) exactly as the API returned it; nothing for
+no-ops, replays and refusals. And the admins' catch-up list, in commit order after a cursor."""
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import httpx
+import pytest
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.database import Database
+from app.models import Event
+from app.models import PaymentStatus as S
+from app.services.housekeeping import purge_old_events
+from tests.conftest import STRIPE_SECRET, TokenFactory, make_payment
+from tests.helpers import assert_problem
+from tests.stripe_events import encode, signed_headers, stripe_event
+
+PAYMENTS = "/api/v1/payments/"
+EVENTS = "/api/v1/events"
+ADMIN = 77
+
+
+async def written(db: AsyncSession, payment_id: int | None = None) -> list[tuple[Any, ...]]:
+    """(type, previous_status, actor) of the events written, in id order."""
+    query = select(Event.type, Event.previous_status, Event.actor).order_by(Event.id)
+    if payment_id is not None:
+        query = query.where(Event.payment_id == payment_id)
+    return [tuple(row) for row in (await db.execute(query)).all()]
+
+
+async def event_count(db: AsyncSession) -> int:
+    return int(await db.scalar(select(func.count()).select_from(Event)) or 0)
+
+
+async def listed(client: httpx.AsyncClient, auth: TokenFactory, **params: Any) -> dict[str, Any]:
+    response = await client.get(EVENTS, params=params, headers=auth(ADMIN, admin=True))
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def new_payment(**fields: Any) -> dict[str, Any]:
+    return {"payment_id": "pi_ev_1", "provider": "stripe", "currency": "USD", "amount_total": "80.00", **fields}
+
+
+async def test_each_api_change_writes_its_event_with_the_payment_as_returned(
+    client: httpx.AsyncClient, auth: TokenFactory, db: AsyncSession
+) -> None:
+    service = auth(9, service=True)
+    answers: list[dict[str, Any]] = []
+    created = await client.post(PAYMENTS, json=new_payment(), headers=auth(1))
+    answers.append(created.json())
+    url = f"{PAYMENTS}{created.json()['id']}"
+    answers.append((await client.put(url, json={"description": "two nights"}, headers=auth(1))).json())
+    for target in ("processing", "succeeded"):
+        answers.append((await client.patch(f"{url}/status", json={"payment_status": target}, headers=service)).json())
+    refund = await client.post(f"{url}/refunds", json={"amount": "30.00"}, headers=service)
+    settled = await client.patch(
+        f"{url}/refunds/{refund.json()['id']}/status", json={"status": "succeeded"}, headers=service
+    )
+    answers.append((await client.patch(f"{url}/status", json={"payment_status": "refunded"}, headers=service)).json())
+
+    assert await written(db) == [
+        ("payment.created", None, "user:1"),
+        ("payment.updated", None, "user:1"),
+        ("payment.processing", "pending", "service:9"),
+        ("payment.succeeded", "processing", "service:9"),
+        ("refund.created", None, "service:9"),
+        ("refund.succeeded", "pending", "service:9"),
+        ("refund.created", None, "service:9"),  # the rest, refunded by the move to refunded
+        ("refund.succeeded", None, "service:9"),
+        ("payment.refunded", "succeeded", "service:9"),
+    ]
+    items = (await listed(client, auth))["items"]
+    assert [item["type"] for item in items] == [row[0] for row in await written(db)]
+    payment_events = [item for item in items if item["type"].startswith("payment.")]
+    # data.object is byte for byte what the API answered for that change, version included.
+    assert [item["data"]["object"] for item in payment_events] == answers
+    refund_objects = [item["data"]["object"] for item in items if item["type"].startswith("refund.")]
+    assert refund_objects[0] == refund.json() and refund_objects[1] == settled.json()
+    assert {item["subject"] for item in items} == {f"payments/{created.json()['id']}"}
+    assert items[0]["data"]["request_id"] == created.headers["x-request-id"]
+
+
+async def test_every_event_is_a_valid_cloudevent(client: httpx.AsyncClient, auth: TokenFactory) -> None:
+    await client.post(PAYMENTS, json=new_payment(), headers=auth(1))
+    [event] = (await listed(client, auth))["items"]
+    # CloudEvents 1.0's required attributes, and the optional ones this service sets.
+    assert event["specversion"] == "1.0"
+    assert UUID(event["id"]) and event["source"] == "/payment-service" and event["type"] == "payment.created"
+    assert event["datacontenttype"] == "application/json"
+    assert datetime.fromisoformat(event["time"]).tzinfo is not None
+    assert set(event) == {
+        "specversion",
+        "id",
+        "source",
+        "type",
+        "subject",
+        "time",
+        "datacontenttype",
+        "position",
+        "data",
+    }
+    one = await client.get(f"{EVENTS}/{event['id']}", headers=auth(ADMIN, admin=True))
+    assert one.json() == event
+
+
+async def test_no_ops_replays_and_refusals_write_nothing(
+    client: httpx.AsyncClient, auth: TokenFactory, db: AsyncSession
+) -> None:
+    service = {**auth(9, service=True)}
+    keyed = {**auth(1), "Idempotency-Key": "create-once"}
+    created = await client.post(PAYMENTS, json=new_payment(), headers=keyed)
+    url = f"{PAYMENTS}{created.json()['id']}"
+    before = await event_count(db)
+    assert (await client.post(PAYMENTS, json=new_payment(), headers=keyed)).headers["idempotent-replayed"] == "true"
+    assert (await client.post(PAYMENTS, json=new_payment(), headers=auth(1))).status_code == 409  # duplicate
+    assert (await client.patch(f"{url}/status", json={"payment_status": "pending"}, headers=service)).status_code == 200
+    assert (await client.put(url, json={"amount_total": "80.00"}, headers=auth(1))).status_code == 200  # unchanged
+    assert (
+        await client.patch(f"{url}/status", json={"payment_status": "refunded"}, headers=service)
+    ).status_code == 409
+    assert (await client.post(f"{url}/refunds", json={}, headers=service)).status_code == 409  # not succeeded
+    assert (await client.put(url, json={"payment_id": "pi_other"}, headers=auth(1))).status_code == 409  # immutable
+    assert await event_count(db) == before == 1
+
+
+async def test_webhook_changes_write_events_as_stripe_and_anomalies_are_events(
+    client: httpx.AsyncClient, db: AsyncSession
+) -> None:
+    payment = await make_payment(db, user_id=1, amount="99.99", payment_id="pi_3QcsPaymentIntent")
+    for event in (
+        stripe_event("payment_intent.succeeded", "evt_ok"),
+        stripe_event("payment_intent.succeeded", "evt_bad", amount=1),
+    ):
+        payload = encode(event)
+        assert (
+            await client.post(
+                "/api/v1/webhooks/stripe", content=payload, headers=signed_headers(payload, STRIPE_SECRET)
+            )
+        ).status_code == 200
+    assert await written(db, payment.id) == [
+        ("payment.succeeded", "pending", "stripe"),
+        ("payment.anomaly", None, "stripe"),
+    ]
+    detail = await db.scalar(select(Event.detail).where(Event.type == "payment.anomaly"))
+    assert detail is not None and "amount" in detail
+
+
+async def test_the_list_is_for_admins_in_position_order_with_filters_and_a_cursor(
+    client: httpx.AsyncClient, auth: TokenFactory, db: AsyncSession
+) -> None:
+    ids = [
+        (await client.post(PAYMENTS, json=new_payment(payment_id=f"pi_ev_{n}"), headers=auth(1))).json()["id"]
+        for n in range(3)
+    ]
+    await client.patch(f"{PAYMENTS}{ids[1]}/status", json={"payment_status": "canceled"}, headers=auth(1))
+    first = await listed(client, auth, size=2)
+    assert [item["data"]["object"]["id"] for item in first["items"]] == ids[:2]
+    assert [item["position"] for item in first["items"]] == sorted(item["position"] for item in first["items"])
+    rest = await listed(client, auth, cursor=first["next_cursor"])
+    assert [(item["type"], item["data"]["object"]["id"]) for item in rest["items"]] == [
+        ("payment.created", ids[2]),
+        ("payment.canceled", ids[1]),
+    ]
+    assert (await listed(client, auth, cursor=rest["next_cursor"])) == {"items": [], "next_cursor": rest["next_cursor"]}
+    assert [item["type"] for item in (await listed(client, auth, payment_id=ids[1]))["items"]] == [
+        "payment.created",
+        "payment.canceled",
+    ]
+    assert len((await listed(client, auth, type="payment.canceled"))["items"]) == 1
+    future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    assert (await listed(client, auth, created_from=future))["items"] == []
+
+    for headers in (auth(1), auth(9, service=True)):
+        assert_problem(await client.get(EVENTS, headers=headers), 403, "/forbidden")
+    assert_problem(await client.get(EVENTS, params={"type": "payment.nope"}, headers=auth(ADMIN, admin=True)), 422)
+    assert_problem(await client.get(EVENTS, params={"cursor": -1}, headers=auth(ADMIN, admin=True)), 422)
+    missing = await client.get(f"{EVENTS}/00000000-0000-0000-0000-000000000000", headers=auth(ADMIN, admin=True))
+    assert_problem(missing, 404, "/event-not-found")
+
+
+async def test_old_events_are_purged_and_unpublished_ones_kept_while_a_broker_is_configured(
+    client: httpx.AsyncClient, auth: TokenFactory, db: AsyncSession, test_database: Database
+) -> None:
+    for n in range(3):
+        await client.post(PAYMENTS, json=new_payment(payment_id=f"pi_old_{n}"), headers=auth(1))
+    old = datetime.now(UTC) - timedelta(days=31)
+    await db.execute(update(Event).values(created_at=old))
+    await db.execute(text("UPDATE events SET published_at = now() WHERE id = (SELECT min(id) FROM events)"))
+    assert await purge_old_events(test_database, timedelta(days=30), keep_unpublished=True) == 1
+    assert await event_count(db) == 2
+    assert await purge_old_events(test_database, timedelta(days=30), keep_unpublished=False) == 2
+    assert await event_count(db) == 0
+
+
+@pytest.mark.parametrize("status", [S.FAILED])
+async def test_a_move_back_to_pending_is_its_own_event(
+    client: httpx.AsyncClient, auth: TokenFactory, db: AsyncSession, status: S
+) -> None:
+    payment = await make_payment(db, user_id=1, status=status)
+    response = await client.patch(
+        f"{PAYMENTS}{payment.id}/status", json={"payment_status": "pending"}, headers=auth(9, service=True)
+    )
+    assert response.status_code == 200
+    assert await written(db, payment.id) == [("payment.pending", "failed", "service:9")]
