@@ -11,7 +11,7 @@ HOST ?= 127.0.0.1
 TOKEN_USER := $(if $(filter command line,$(origin USER)),$(USER),)
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev run serve migrate test lint format typecheck token db-url db-stop docker-up docker-down clean
+.PHONY: help install install-dev run serve relay migrate test lint format typecheck token db-url db-stop docker-up docker-down clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-19s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -34,6 +34,9 @@ install-dev: $(VENV)/.installed-dev
 
 run: install-dev ## Install, start PostgreSQL if DATABASE_URL is unset, migrate, serve on :8002
 	$(BIN)/python -m scripts.serve --host $(HOST) --port $(PORT)
+
+relay: install-dev ## Publish the outbox's events to RabbitMQ (EVENTS_BROKER_URL; DATABASE_URL, else the embedded PostgreSQL)
+	$(BIN)/python -m scripts.serve --relay
 
 migrate: install-dev ## Apply migrations (embedded PostgreSQL when DATABASE_URL is unset)
 	$(BIN)/python -m scripts.serve --migrate-only
@@ -72,7 +75,7 @@ db-url: install-dev ## Print the embedded PostgreSQL's URL (starting it if neede
 db-stop: install-dev ## Stop the embedded PostgreSQL
 	$(BIN)/python -m scripts.embedded_postgres --stop
 
-docker-up: ## Start the service, PostgreSQL and Redis with docker compose
+docker-up: ## Start the service, its relay, PostgreSQL and RabbitMQ with docker compose
 	docker compose up --build -d
 
 docker-down: ## Stop the compose stack

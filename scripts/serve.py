@@ -1,8 +1,8 @@
-"""Development launcher behind `make run` / `make migrate`.
+"""Development launcher behind `make run` / `make migrate` / `make relay`.
 
 DATABASE_URL from the environment or .env is used when set; otherwise an embedded PostgreSQL
 (pgserver) is started in .data/postgres, whose data survives restarts. Then the migrations run and
-uvicorn serves the app.
+uvicorn serves the app (or, with --relay, the events relay runs: python -m app.relay).
 """
 
 import argparse
@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8002)
     parser.add_argument("--migrate-only", action="store_true")
+    parser.add_argument("--relay", action="store_true", help="run the events relay instead of the server")
     args = parser.parse_args()
 
     default_to_development()
@@ -37,6 +38,8 @@ def main() -> None:
     subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], env=env, check=True)
     if args.migrate_only:
         return
+    if args.relay:
+        os.execvpe(sys.executable, [sys.executable, "-m", "app.relay"], env)  # noqa: S606 - our own module
     uvicorn = [
         sys.executable,
         "-m",

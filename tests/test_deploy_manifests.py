@@ -30,13 +30,16 @@ POSTGRES_CONNECTIONS = 97
 
 
 def load_manifests() -> dict[str, dict[str, Any]]:
-    """Every object in deploy/*.yaml, by kind (one object of each kind)."""
+    """Every object in deploy/*.yaml, by kind (one object of each kind), except the relay's
+    Deployment, which is `RelayDeployment` here."""
     objects: dict[str, dict[str, Any]] = {}
     for path in sorted(DEPLOY.glob("*.yaml")):
         for document in yaml.safe_load_all(path.read_text()):
             assert isinstance(document, dict), f"{path.name}: not a mapping"
-            assert document["kind"] not in objects, f"{path.name}: a second {document['kind']}"
-            objects[document["kind"]] = document
+            relay = document["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "relay"
+            kind = "RelayDeployment" if relay and document["kind"] == "Deployment" else document["kind"]
+            assert kind not in objects, f"{path.name}: a second {kind}"
+            objects[kind] = document
     return objects
 
 
@@ -172,7 +175,7 @@ def test_every_variable_is_one_the_service_or_the_entrypoint_reads(manifests: di
     secret_keys = set(manifests["Secret"]["stringData"])
     assert set(manifests["ConfigMap"]["data"]) <= SETTINGS_VARIABLES
     assert secret_keys <= known
-    for kind in ("Deployment", "Job"):
+    for kind in ("Deployment", "Job", "RelayDeployment"):
         pod = manifests[kind]["spec"]["template"]["spec"]
         container = only_container(pod)
         assert {entry["name"] for entry in container.get("env", [])} <= known, kind
@@ -197,6 +200,7 @@ def test_the_settings_accept_the_config_and_refuse_the_placeholder_secret(
         "SECRET_KEY": "a-real-secret-of-more-than-thirty-two-characters",
         "STRIPE_WEBHOOK_SECRET": "whsec_" + "R3alEndpointS3cretFromStripe0000",
         "METRICS_TOKEN": "a-real-metrics-token-for-the-scraper",
+        "EVENTS_BROKER_URL": "amqp://payments:a-real-password@rabbitmq.internal:5672/",
     }
     for name, real in replacements.items():
         with pytest.raises(ValueError, match=name):
@@ -237,19 +241,39 @@ def test_the_dockerfile_is_multi_stage_non_root_and_health_checked() -> None:
                 assert source.rstrip("/") not in ignored, source
 
 
-def test_compose_runs_the_service_postgres_and_redis_with_health_checks_and_volumes() -> None:
+def test_compose_runs_the_service_its_relay_postgres_and_rabbitmq_with_health_checks_and_volumes() -> None:
     compose = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) == {"api", "db", "redis"}
+    assert set(services) == {"api", "relay", "db", "rabbitmq"}  # no Redis: nothing uses it (docs/events.md)
     for name, service in services.items():
         assert service["healthcheck"]["test"], name
-    for name in ("db", "redis"):
+    for name in ("db", "rabbitmq"):
         [volume] = services[name]["volumes"]
         assert volume.split(":")[0] in compose["volumes"], name
-    assert services["api"]["depends_on"] == {
-        "db": {"condition": "service_healthy"},
-        "redis": {"condition": "service_healthy"},
+    # The API never waits for the broker; the relay starts once the API has migrated.
+    assert services["api"]["depends_on"] == {"db": {"condition": "service_healthy"}}
+    assert services["relay"]["depends_on"] == {
+        "api": {"condition": "service_healthy"},
+        "rabbitmq": {"condition": "service_healthy"},
     }
+    assert services["relay"]["command"] == ["python", "-m", "app.relay"]
+    assert services["relay"]["environment"]["RUN_MIGRATIONS"] == "false"
+    assert services["api"]["environment"]["EVENTS_BROKER_URL"] == services["relay"]["environment"]["EVENTS_BROKER_URL"]
     assert f":{exposed_port()}/health" in " ".join(services["api"]["healthcheck"]["test"])
-    # Published on loopback only: compose runs with the public development secret.
     assert services["api"]["ports"] == [f"127.0.0.1:{exposed_port()}:{exposed_port()}"]
+
+
+def test_the_relay_runs_the_relay_module_with_the_api_image_and_its_metrics_port(
+    manifests: dict[str, dict[str, Any]],
+) -> None:
+    relay = manifests["RelayDeployment"]["spec"]
+    container = only_container(relay["template"]["spec"])
+    api = only_container(manifests["Deployment"]["spec"]["template"]["spec"])
+    assert container["image"] == api["image"]
+    assert container["args"] == ["python", "-m", "app.relay"]
+    assert plain_env(container)["RUN_MIGRATIONS"] == "false"
+    assert "EVENTS_BROKER_URL" in secret_refs(container) and "EVENTS_BROKER_URL" in secret_refs(api)
+    port = Settings.model_fields["events_relay_metrics_port"].default
+    assert port_number(container, container["livenessProbe"]["httpGet"]["port"]) == port
+    assert relay["replicas"] >= 2  # one publishes, one stands by
+    assert relay["template"]["spec"]["securityContext"]["runAsUser"] == image_uid()

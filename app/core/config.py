@@ -3,6 +3,7 @@
 import os
 from functools import lru_cache
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -187,6 +188,11 @@ class Settings(BaseSettings):
         ]
         if self.metrics_token is not None:
             secrets.append(("METRICS_TOKEN", self.metrics_token.get_secret_value(), MIN_METRICS_TOKEN_LENGTH))
+        broker_password = (
+            urlsplit(self.events_broker_url.get_secret_value()).password if self.events_broker_url else None
+        )
+        if broker_password:
+            secrets.append(("EVENTS_BROKER_URL", broker_password, 0))
         for setting, value, minimum in secrets:
             if self.environment != "development" and _is_placeholder(value):
                 raise ValueError(
