@@ -13,6 +13,9 @@ _TEMPLATES = {
     "checkout.session": "checkout.session.completed.json",
     "payment_intent": "payment_intent.succeeded.json",
     "charge": "charge.refunded.json",
+    # A Refund object: refund.created / .updated / .failed, and the older charge.refund.updated.
+    "refund": "refund.created.json",
+    "charge.refund": "refund.created.json",
 }
 
 

@@ -11,6 +11,7 @@ refund without an id, linked later by the refund's own event."""
 
 from decimal import Decimal
 
+from app.core.currencies import format_amount
 from app.core.database import UnitOfWork
 from app.core.errors import PaymentNotRefundable, RefundExceedsRefundable
 from app.models import WebhookOutcome
@@ -25,6 +26,10 @@ STRIPE = "stripe"
 
 Outcome = tuple[WebhookOutcome, PaymentRecord | None, str | None]
 _PRECEDENCE = (WebhookOutcome.ANOMALY, WebhookOutcome.APPLIED, WebhookOutcome.STALE)
+
+
+def _money(amount: Decimal, payment: PaymentRecord) -> str:
+    return format_amount(amount, payment.currency)
 
 
 class StripeRefunds:
@@ -75,14 +80,22 @@ class StripeRefunds:
             if owner != payment.id:
                 return WebhookOutcome.ANOMALY, payment, f"refund {name} belongs to payment {owner}"
         else:
-            statuses = list(dict.fromkeys([RefundStatus.PENDING, reported.status]))
+            # Pending, succeeded, or already the reported status: Stripe does not deliver events in
+            # order, so a charge.refunded may have recorded (succeeded, without id) the refund whose
+            # refund.created (pending) or refund.failed comes after it; matching it keeps the money
+            # counted once, and a failure after success then shows as an anomaly.
+            statuses = list(dict.fromkeys([RefundStatus.PENDING, RefundStatus.SUCCEEDED, reported.status]))
             unlinked = await self.refunds.find_unlinked(payment.id, amount, statuses)
             if unlinked is None:
                 return await self._record_new(payment, reported, amount, by)
             refund = await self.refunds.link(unlinked, name)
             linked = True
         if refund.amount != amount:
-            return WebhookOutcome.ANOMALY, payment, f"refund {name}: amount {amount} differs from {refund.amount}"
+            return (
+                WebhookOutcome.ANOMALY,
+                payment,
+                f"refund {name}: amount {_money(amount, payment)} differs from {_money(refund.amount, payment)}",
+            )
         was = refund.status
         if was == reported.status:
             return (WebhookOutcome.APPLIED if linked else WebhookOutcome.STALE), payment, f"refund {name}: {was.value}"
@@ -113,7 +126,11 @@ class StripeRefunds:
                 by=by,
             )
         except (PaymentNotRefundable, RefundExceedsRefundable) as refused:
-            return WebhookOutcome.ANOMALY, payment, f"refund {reported.refund_id} of {amount}: {refused.detail}"
+            return (
+                WebhookOutcome.ANOMALY,
+                payment,
+                f"refund {reported.refund_id} of {_money(amount, payment)}: {refused.detail}",
+            )
         if status in (RefundStatus.FAILED, RefundStatus.CANCELED):  # reserved, then released at once
             written = await self.service.settle(written.payment, written.refund, status, reported.failure_reason, by)
         return WebhookOutcome.APPLIED, written.payment, f"refund {reported.refund_id} recorded as {status.value}"
@@ -126,15 +143,23 @@ class StripeRefunds:
         refunded = stripe_amount(update.charge_refunded_minor, payment.currency)
         unknown = refunded - payment.amount_refunded - payment.amount_refund_pending
         if unknown <= 0:
-            return WebhookOutcome.STALE, payment, f"the charge's refunded {refunded} is already recorded"
+            return (
+                WebhookOutcome.STALE,
+                payment,
+                f"the charge's refunded {_money(refunded, payment)} is already recorded",
+            )
         try:
             written: Refunded = await self.service.record(
                 payment, unknown, status=RefundStatus.SUCCEEDED, reason=None, refund_id=None, metadata={}, by=by
             )
         except (PaymentNotRefundable, RefundExceedsRefundable) as refused:
-            return WebhookOutcome.ANOMALY, payment, f"the charge's refunded {refunded}: {refused.detail}"
+            return (
+                WebhookOutcome.ANOMALY,
+                payment,
+                f"the charge's refunded {_money(refunded, payment)}: {refused.detail}",
+            )
         return (
             WebhookOutcome.APPLIED,
             written.payment,
-            f"recorded a refund of {unknown} (the charge's refunded {refunded})",
+            f"recorded a refund of {_money(unknown, payment)} (the charge's refunded {_money(refunded, payment)})",
         )
