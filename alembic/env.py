@@ -32,7 +32,11 @@ def run_migrations_offline() -> None:
 
 
 def do_run_migrations(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
+    # One transaction per revision, each committed with its version: a revision may then rely on the
+    # previous one's locks being gone (0005 validates constraints while reads and writes go on).
+    context.configure(
+        connection=connection, target_metadata=target_metadata, compare_type=True, transaction_per_migration=True
+    )
     with context.begin_transaction():
         context.run_migrations()
 

@@ -51,7 +51,9 @@ def servers(live_database_url: str) -> Iterator[list[str]]:
 async def live_db(live_database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_async_engine(live_database_url)
     async with engine.begin() as connection:
-        await connection.execute(text("TRUNCATE payments, payment_status_history, idempotency_keys, webhook_events"))
+        await connection.execute(
+            text("TRUNCATE payments, payment_status_history, idempotency_keys, webhook_events, refunds, events")
+        )
     yield engine
     await engine.dispose()
 

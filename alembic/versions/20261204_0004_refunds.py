@@ -1,10 +1,11 @@
 """refunds, and the refunded / pending sums on payments
 
 The payments table is not rewritten: the two new columns have a constant default (PostgreSQL 11+
-adds those without touching the rows), and the CHECK constraints are added NOT VALID, then
-validated, which scans the table under a lock that lets reads and writes go on. Every payment that
-is already `refunded` gets one succeeded refund of its whole amount, so the payment and its refunds
-agree for old data too.
+adds those without touching the rows), so the exclusive lock this revision takes is short. The
+CHECK constraints are added NOT VALID here and validated by revision 0005, in a transaction of its
+own, under a lock that lets reads and writes go on (env.py commits each revision on its own). Every
+payment that is already `refunded` gets one succeeded refund of its whole amount, so the payment
+and its refunds agree for old data too.
 
 Revision ID: 0004
 Revises: 0003
@@ -77,9 +78,8 @@ def upgrade() -> None:
     )
     op.create_index("ix_refunds_payment_id_created_at_id", "refunds", ["payment_id", "created_at", "id"])
     op.execute(BACKFILL)
-    for name, condition in CHECKS.items():
+    for name, condition in CHECKS.items():  # enforced on new rows from now on; 0005 checks the old ones
         op.execute(f"ALTER TABLE payments ADD CONSTRAINT {name} CHECK ({condition}) NOT VALID")
-        op.execute(f"ALTER TABLE payments VALIDATE CONSTRAINT {name}")
 
 
 def downgrade() -> None:
