@@ -15,6 +15,10 @@ What it does per request, so the ratio is read against the right thing:
   creation row of payment_status_history in the same statement (a data-modifying CTE).
 - PATCH /api/v1/payments/{id}/status: one statement: lock the row, UPDATE ... SET payment_status
   RETURNING *, and the history row (again one CTE); no transition rules.
+- POST /api/v1/payments/{id}/refunds: one statement: a conditional UPDATE of the payment's pending
+  sum (only a succeeded payment with enough left to refund), the refund row from its RETURNING, and
+  the refund.created event in the outbox (see REFUND below for why one statement is as safe as the
+  service's locked transaction); a pending refund only, no Idempotency-Key bookkeeping.
 
 The caller is the `X-User-Id` header (default 1); there is no authentication.
 
@@ -132,6 +136,57 @@ CHANGE_STATUS = (
 )
 
 
+REFUND_COLUMNS = (
+    "id",
+    "payment_id",
+    "provider",
+    "refund_id",
+    "amount",
+    "currency",
+    "status",
+    "reason",
+    "metadata",
+    "failure_reason",
+    "actor",
+    "request_id",
+    "version",
+    "created_at",
+    "updated_at",
+)
+# A refund in one statement (one implicit transaction), with the service's guarantees: the refund is
+# written only for a succeeded payment whose amount_total - amount_refunded - amount_refund_pending
+# covers it, and concurrent refunds of one payment cannot both pass on the same sums. The service gets
+# that with a transaction: SELECT ... FOR UPDATE, the checks in Python, INSERT the refund, UPDATE the
+# sums, INSERT the event, COMMIT, each its own round trip. The simplest correct way on bare asyncpg is
+# one statement instead, as for create and PATCH above: the UPDATE's WHERE is the check. The UPDATE
+# locks the row, and when another transaction changed the row first, PostgreSQL (READ COMMITTED) waits
+# for it and evaluates the WHERE again on the committed row, so the check always sees the latest sums.
+# No row updated means nothing written (the refund and event INSERTs select from the UPDATE's
+# RETURNING). The payments' CHECK constraint (refunded + pending <= amount_total) would refuse an
+# overdraw anyway. Like the service, the refund row, the payment's sums (+ version) and the
+# refund.created event (the refund row as JSON) are written together or not at all. A trusted backend
+# records refunds, so like the service's service-role caller there is no owner check. Not done (the
+# baseline validates nothing): the amount's minor-unit digits per currency.
+REFUND = (
+    "WITH p AS (UPDATE payments SET amount_refund_pending = amount_refund_pending + $2::numeric, "  # noqa: S608
+    "version = version + 1, updated_at = now() "
+    "WHERE id = $1 AND payment_status = 'succeeded' AND $2::numeric > 0 "
+    "AND amount_total - amount_refunded - amount_refund_pending >= $2 "
+    "RETURNING id, provider, currency), "
+    "r AS (INSERT INTO refunds (payment_id, provider, amount, currency, status, reason, metadata, actor) "
+    "SELECT id, provider, $2, currency, 'pending', $3::refund_reason, $4::jsonb, $5::varchar FROM p "
+    f"RETURNING {', '.join(REFUND_COLUMNS)}), "
+    "e AS (INSERT INTO events (type, payment_id, refund_id, snapshot, actor) "
+    "SELECT 'refund.created', payment_id, id, row_to_json(r)::text, actor FROM r) "
+    "SELECT * FROM r"
+)
+# Only when REFUND wrote nothing: why (404 or 409).
+REFUND_REFUSED = (
+    "SELECT payment_status::text AS status, amount_total - amount_refunded - amount_refund_pending AS refundable "
+    "FROM payments WHERE id = $1"
+)
+
+
 def _list_sql(*, with_status: bool, keyset: bool) -> tuple[str, str]:
     """The page query and its count query for one combination of filters."""
     conditions = ["user_id = $1"]
@@ -246,6 +301,34 @@ async def change_status(request: Request) -> Response:
     return _not_found() if row is None else _payment_response(row)
 
 
+async def create_refund(request: Request) -> Response:
+    body = loads(await request.body())
+    user_id = _caller(request)
+    amount = Decimal(str(body["amount"]))
+    if (
+        body.get("status", "pending") != "pending"
+        or not amount.is_finite()
+        or amount <= 0
+        or amount != round(amount, 4)
+    ):
+        return _json_response({"detail": "a positive amount (4 decimals at most) of a pending refund"}, 422)
+    payment = request.path_params["id"]
+    pool = _pool(request)
+    row = await pool.fetchrow(
+        REFUND, payment, amount, body.get("reason"), body.get("metadata") or {}, f"user:{user_id}"
+    )
+    if row is not None:
+        return _json_response(dict(row), 201, headers={"ETag": f'"{row["version"]}"'})
+    refused = await pool.fetchrow(REFUND_REFUSED, payment)
+    if refused is None:
+        return _not_found()
+    if refused["status"] != "succeeded":
+        return _json_response(
+            {"detail": f"Only a succeeded payment can be refunded; this one is {refused['status']}"}, 409
+        )
+    return _json_response({"detail": f"exceeds what is still refundable ({refused['refundable']})"}, 409)
+
+
 def _encode_jsonb(value: object) -> str:
     return dumps(value).decode()
 
@@ -277,6 +360,7 @@ app = Starlette(
         Route("/api/v1/payments/", create_payment, methods=["POST"]),
         Route("/api/v1/payments/{id:int}", get_payment, methods=["GET"]),
         Route("/api/v1/payments/{id:int}/status", change_status, methods=["PATCH"]),
+        Route("/api/v1/payments/{id:int}/refunds", create_refund, methods=["POST"]),
     ],
     lifespan=lifespan,
 )

@@ -2,7 +2,8 @@
 does not move with the machine's load. (On a shared VM, wrk's req/s for the same code moved by a
 quarter between back-to-back runs; a count of instructions repeats within 1%.)
 
-    python -m bench.instructions              # GET by id, list, create and PATCH status, service and baseline
+    python -m bench.instructions              # GET by id, list, create, PATCH status and refund; both apps
+    python -m bench.instructions --scenarios create_refund
     make bench-instructions
 
 Each app is called as an ASGI app in one process, one request after another (no uvicorn, no HTTP
@@ -33,6 +34,9 @@ from bench.run import (
     BENCH_USER,
     LIST_STATUS_FILTER,
     PAGE_SIZE,
+    REFUND_AMOUNT,
+    REFUND_POOL_MIN_TOTAL,
+    REFUND_REASON,
     DataShape,
     load_data,
     log,
@@ -43,7 +47,7 @@ from bench.run import (
 )
 
 DATABASE_NAME = "payment_bench_instructions"
-SCENARIOS = ("get_by_id", "list", "create", "patch_status")
+SCENARIOS = ("get_by_id", "list", "create", "patch_status", "create_refund")
 APPS = ("service", "baseline")
 FEW, MANY = 100, 300  # requests per counted run (under valgrind a request is ~50x slower)
 _REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
@@ -97,7 +101,7 @@ async def _requests(app_name: str, scenario: str, count: int) -> None:
 
         settings = get_settings()
         app: Any = create_app(settings)
-        # A trusted backend's token, as in bench/run.py (status moves are for backends).
+        # A trusted backend's token, as in bench/run.py (status moves and refunds are for backends).
         token = create_access_token(BENCH_USER, settings, roles=[settings.service_role], expires_in=timedelta(hours=1))
         caller = [(b"authorization", f"Bearer {token}".encode())]
     else:
@@ -116,6 +120,16 @@ async def _requests(app_name: str, scenario: str, count: int) -> None:
             BENCH_USER,
         )
     }
+    # Refunds of 0.01 spread over succeeded USD payments of 100 or more (10,000 refunds each at least).
+    refunded = [
+        row["id"]
+        for row in await connection.fetch(
+            "SELECT id FROM payments WHERE user_id = $1 AND payment_status = 'succeeded' AND currency = 'USD' "
+            "AND amount_total >= $2 ORDER BY id LIMIT 50",
+            BENCH_USER,
+            REFUND_POOL_MIN_TOTAL,
+        )
+    ]
     await connection.close()
     run = uuid.uuid4().hex[:12]
 
@@ -131,6 +145,15 @@ async def _requests(app_name: str, scenario: str, count: int) -> None:
             body = json.dumps({"payment_status": toggled[payment]}).encode()
             json_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
             return await _call(app, "PATCH", f"/api/v1/payments/{payment}/status", caller + json_headers, body)
+        if scenario == "create_refund":
+            body = json.dumps({"amount": REFUND_AMOUNT, "reason": REFUND_REASON}).encode()
+            refund_headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"idempotency-key", f"instr-refund-{run}-{number}".encode()),
+            ]
+            target = f"/api/v1/payments/{refunded[number % len(refunded)]}/refunds"
+            return await _call(app, "POST", target, caller + refund_headers, body)
         body = json.dumps(
             {
                 "payment_id": f"pi_instr_{run}_{number}",
@@ -228,9 +251,9 @@ def main(argv: list[str] | None = None) -> int:
             counts[app_name] = per_request(app_name, scenario, env)
         rows.append((scenario, counts["service"], counts["baseline"]))
     print()
-    print(f"{'scenario':<10} {'service instr/req':>18} {'baseline instr/req':>19} {'baseline/service':>17}")
+    print(f"{'scenario':<13} {'service instr/req':>18} {'baseline instr/req':>19} {'baseline/service':>17}")
     for scenario, service, baseline in rows:
-        print(f"{scenario:<10} {service:>18,} {baseline:>19,} {baseline / service:>17.2f}")
+        print(f"{scenario:<13} {service:>18,} {baseline:>19,} {baseline / service:>17.2f}")
     print(f"\nelapsed: {time.monotonic() - started:.0f} s")
     return 0
 

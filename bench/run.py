@@ -53,6 +53,7 @@ SCENARIOS = (
     "deep_page_cursor",
     "create",
     "patch_status",
+    "create_refund",
     "get_by_id_2_workers",
 )
 # Scenarios measured on a second pair of servers with this many uvicorn workers each (the scaling row).
@@ -61,6 +62,13 @@ LIST_STATUS_FILTER = "succeeded"
 PAGE_SIZE = 20
 FULL_DEEP_PAGE = 400
 PATCH_POOL_MAX = 2_000
+# create_refund: refunds of REFUND_AMOUNT on a pool of user 1's succeeded USD payments of at least
+# REFUND_POOL_MIN_TOTAL (so each takes 10,000 refunds or more before its refundable runs out); the
+# pool's refunds are deleted and its sums set back to 0 before every run (reset_refund_pool).
+REFUND_POOL_MAX = 2_000
+REFUND_POOL_MIN_TOTAL = 100
+REFUND_AMOUNT = "0.01"
+REFUND_REASON = "requested_by_customer"
 WRK_TIMEOUT = "10s"
 OTHER_CPU_WARNING = 10.0  # percent of all CPUs
 SERVER_START_TIMEOUT = 60.0
@@ -242,12 +250,14 @@ def migrate(database_url: str) -> None:
 
 # Deterministic (setseed) bulk load in one INSERT ... SELECT generate_series. User 1 owns the first
 # `user1` rows; the rest go round-robin to users 2..users. Statuses, providers and currencies are
-# mixed (mostly succeeded, stripe and USD), created_at is spread over the past year.
+# mixed (mostly succeeded, stripe and USD), created_at is spread over the past year. A refunded payment
+# is refunded in full (amount_refunded = amount_total, as the payments' CHECK constraint requires), with
+# one succeeded refund row (LOAD_REFUNDS), as migration 0004 backfills old refunded payments.
 LOAD_PAYMENTS = """
 INSERT INTO payments (
     payment_id, checkout_session_id, payment_method_id, payment_method_types, payment_status, currency,
-    amount_total, customer_id, customer_email, booking_id, property_id, user_id, provider, description,
-    metadata, version, created_at, updated_at
+    amount_total, amount_refunded, customer_id, customer_email, booking_id, property_id, user_id, provider,
+    description, metadata, version, created_at, updated_at
 )
 SELECT
     'pi_bench_' || lpad(g::text, 7, '0'),
@@ -256,8 +266,8 @@ SELECT
     CASE WHEN r_methods < 0.8 THEN ARRAY['card']::varchar[] ELSE ARRAY['card', 'sepa_debit']::varchar[] END,
     status::payment_status,
     currency,
-    CASE WHEN currency = 'JPY' THEN round(1000 + r_amount * 90000)
-         ELSE round((10 + r_amount * 1990)::numeric, 2) END,
+    amount,
+    CASE WHEN status = 'refunded' THEN amount ELSE 0 END,
     'cus_' || user_id,
     'user' || user_id || '@example.com',
     'bk_' || (g / 2),
@@ -271,36 +281,42 @@ SELECT
     least(now(), created_at + r_updated * interval '2 days')
 FROM (
     SELECT
-        g,
-        user_id,
-        r_methods,
-        r_amount,
-        r_updated,
-        now() - r_created * interval '365 days' AS created_at,
-        CASE WHEN r_status < 0.55 THEN 'succeeded'
-             WHEN r_status < 0.65 THEN 'pending'
-             WHEN r_status < 0.70 THEN 'processing'
-             WHEN r_status < 0.82 THEN 'failed'
-             WHEN r_status < 0.90 THEN 'canceled'
-             ELSE 'refunded' END AS status,
-        CASE WHEN r_provider < 0.60 THEN 'stripe'
-             WHEN r_provider < 0.80 THEN 'paypal'
-             WHEN r_provider < 0.90 THEN 'square'
-             WHEN r_provider < 0.95 THEN 'razorpay'
-             ELSE 'other' END AS provider,
-        CASE WHEN r_currency < 0.80 THEN 'USD'
-             WHEN r_currency < 0.90 THEN 'EUR'
-             WHEN r_currency < 0.95 THEN 'GBP'
-             WHEN r_currency < 0.98 THEN 'CAD'
-             ELSE 'JPY' END AS currency
+        *,
+        CASE WHEN currency = 'JPY' THEN round(1000 + r_amount * 90000)
+             ELSE round((10 + r_amount * 1990)::numeric, 2) END AS amount
     FROM (
         SELECT
             g,
-            CASE WHEN g <= $2 THEN 1 ELSE 2 + (g - $2 - 1) % ($3 - 1) END AS user_id,
-            random() AS r_status, random() AS r_provider, random() AS r_currency, random() AS r_amount,
-            random() AS r_methods, random() AS r_created, random() AS r_updated
-        FROM generate_series(1, $1::int) AS g
-    ) AS draws
+            user_id,
+            r_methods,
+            r_amount,
+            r_updated,
+            now() - r_created * interval '365 days' AS created_at,
+            CASE WHEN r_status < 0.55 THEN 'succeeded'
+                 WHEN r_status < 0.65 THEN 'pending'
+                 WHEN r_status < 0.70 THEN 'processing'
+                 WHEN r_status < 0.82 THEN 'failed'
+                 WHEN r_status < 0.90 THEN 'canceled'
+                 ELSE 'refunded' END AS status,
+            CASE WHEN r_provider < 0.60 THEN 'stripe'
+                 WHEN r_provider < 0.80 THEN 'paypal'
+                 WHEN r_provider < 0.90 THEN 'square'
+                 WHEN r_provider < 0.95 THEN 'razorpay'
+                 ELSE 'other' END AS provider,
+            CASE WHEN r_currency < 0.80 THEN 'USD'
+                 WHEN r_currency < 0.90 THEN 'EUR'
+                 WHEN r_currency < 0.95 THEN 'GBP'
+                 WHEN r_currency < 0.98 THEN 'CAD'
+                 ELSE 'JPY' END AS currency
+        FROM (
+            SELECT
+                g,
+                CASE WHEN g <= $2 THEN 1 ELSE 2 + (g - $2 - 1) % ($3 - 1) END AS user_id,
+                random() AS r_status, random() AS r_provider, random() AS r_currency, random() AS r_amount,
+                random() AS r_methods, random() AS r_created, random() AS r_updated
+            FROM generate_series(1, $1::int) AS g
+        ) AS draws
+    ) AS drawn
 ) AS rows
 ORDER BY created_at
 """
@@ -310,11 +326,18 @@ INSERT INTO payment_status_history (payment_id, from_status, to_status, actor, c
 SELECT id, NULL, payment_status, 'user:' || user_id, created_at FROM payments ORDER BY id
 """
 
+LOAD_REFUNDS = """
+INSERT INTO refunds (payment_id, provider, amount, currency, status, actor, created_at, updated_at)
+SELECT id, provider, amount_total, currency, 'succeeded', 'system:migration', updated_at, updated_at
+FROM payments WHERE payment_status = 'refunded' ORDER BY id
+"""
+
 
 @dataclass
 class Dataset:
     get_ids: list[int]
     patch_ids: list[int]
+    refund_ids: list[int]
     deep_page: int
     deep_keyset: tuple[datetime, int] | None
     counts: dict[str, int]
@@ -331,13 +354,25 @@ async def load_data(database_url: str, shape: DataShape) -> Dataset:
             await connection.execute("SELECT setseed(0.42)")
             await connection.execute(LOAD_PAYMENTS, shape.payments, shape.user1_payments, shape.users)
             await connection.execute(LOAD_HISTORY)
-        await connection.execute("VACUUM (ANALYZE) payments, payment_status_history")
+            await connection.execute(LOAD_REFUNDS)
+        await connection.execute("VACUUM (ANALYZE) payments, payment_status_history, refunds")
         user1 = await connection.fetch(
-            "SELECT id, payment_status::text AS status FROM payments WHERE user_id = $1 ORDER BY id", BENCH_USER
+            "SELECT id, payment_status::text AS status, currency, amount_total FROM payments "
+            "WHERE user_id = $1 ORDER BY id",
+            BENCH_USER,
         )
         get_ids = [row["id"] for row in user1]
         failed = [row["id"] for row in user1 if row["status"] == "failed"]
         patch_ids = failed[:: max(1, len(failed) // PATCH_POOL_MAX)][:PATCH_POOL_MAX]
+        # USD only: a 0.01 refund is not a valid amount of a currency without minor units (JPY).
+        refundable = [
+            row["id"]
+            for row in user1
+            if row["status"] == "succeeded"
+            and row["currency"] == "USD"
+            and row["amount_total"] >= REFUND_POOL_MIN_TOTAL
+        ]
+        refund_ids = refundable[:: max(1, len(refundable) // REFUND_POOL_MAX)][:REFUND_POOL_MAX]
         deep_page = max(2, min(FULL_DEEP_PAGE, (len(get_ids) * 8 // 10) // PAGE_SIZE))
         keyset_row = await connection.fetchrow(
             "SELECT created_at, id FROM payments WHERE user_id = $1 "
@@ -358,7 +393,9 @@ async def load_data(database_url: str, shape: DataShape) -> Dataset:
                 )
             ),
             "patch_pool": len(patch_ids),
+            "refund_pool": len(refund_ids),
             "history_rows": int(await connection.fetchval("SELECT count(*) FROM payment_status_history")),
+            "refund_rows": int(await connection.fetchval("SELECT count(*) FROM refunds")),
         }
         version = str(await connection.fetchval("SHOW server_version"))
         # The postmaster (the backend's parent, while the backend lives): None when PostgreSQL is not
@@ -366,9 +403,11 @@ async def load_data(database_url: str, shape: DataShape) -> Dataset:
         postmaster_pid = parent_pid(int(await connection.fetchval("SELECT pg_backend_pid()")))
     finally:
         await connection.close()
-    if not get_ids or not patch_ids:
-        raise SystemExit("data load produced no payments (or no failed ones) for user 1")
-    dataset = Dataset(get_ids, patch_ids, deep_page, deep_keyset, counts, version, time.monotonic() - started)
+    if not get_ids or not patch_ids or not refund_ids:
+        raise SystemExit("data load produced no payments (or no failed or no refundable ones) for user 1")
+    dataset = Dataset(
+        get_ids, patch_ids, refund_ids, deep_page, deep_keyset, counts, version, time.monotonic() - started
+    )
     dataset.postmaster_pid = postmaster_pid
     return dataset
 
@@ -385,6 +424,34 @@ async def reset_patch_pool(database_url: str, ids: list[int]) -> None:
         await connection.close()
 
 
+async def reset_refund_pool(database_url: str, ids: list[int]) -> None:
+    """Delete the refund pool's refunds and set its sums back to 0, so every run starts with the whole
+    amount refundable (and the same number of refund rows). Only pending refunds are written by the
+    benchmark, so the payments are still succeeded. Their refund.created events stay in the outbox,
+    like the create scenario's payments."""
+    connection = await asyncpg.connect(asyncpg_dsn(database_url), timeout=30)
+    try:
+        async with connection.transaction():
+            await connection.execute("DELETE FROM refunds WHERE payment_id = ANY($1::bigint[])", ids)
+            await connection.execute(
+                "UPDATE payments SET amount_refunded = 0, amount_refund_pending = 0 "
+                "WHERE id = ANY($1::bigint[]) AND (amount_refunded <> 0 OR amount_refund_pending <> 0)",
+                ids,
+            )
+    finally:
+        await connection.close()
+
+
+RESETS = {"patch_status": ("patch_ids", reset_patch_pool), "create_refund": ("refund_ids", reset_refund_pool)}
+
+
+def reset_pool(ctx: Context, scenario: str) -> None:
+    """Put a write scenario's pool back in its starting state (no-op for the other scenarios)."""
+    if scenario in RESETS:
+        attribute, reset = RESETS[scenario]
+        asyncio.run(reset(ctx.database_url, getattr(ctx.dataset, attribute)))
+
+
 def write_lua_data(path: Path, dataset: Dataset) -> None:
     def table(ids: list[int]) -> str:
         lines = [", ".join(str(i) for i in ids[start : start + 20]) for start in range(0, len(ids), 20)]
@@ -394,6 +461,7 @@ def write_lua_data(path: Path, dataset: Dataset) -> None:
         "-- generated by bench/run.py\nreturn {\n"
         f"get_ids = {table(dataset.get_ids)},\n"
         f"patch_ids = {table(dataset.patch_ids)},\n"
+        f"refund_ids = {table(dataset.refund_ids)},\n"
         "}\n"
     )
 
@@ -704,6 +772,8 @@ DESCRIPTIONS = {
     "deep_page_cursor": "GET /api/v1/payments/?cursor=<same depth>&size=20 for user 1 (keyset paging)",
     "create": "POST /api/v1/payments/ with a unique payment_id and Idempotency-Key",
     "patch_status": "PATCH /api/v1/payments/{id}/status, failed <-> pending on a pool of user 1's payments",
+    "create_refund": f"POST /api/v1/payments/{{id}}/refunds of {REFUND_AMOUNT} with an Idempotency-Key, random "
+    "ids among a pool of user 1's succeeded USD payments (refunds reset before each run)",
     "get_by_id_2_workers": "GET /api/v1/payments/{id} as get_by_id, service and baseline with 2 workers each",
 }
 
@@ -728,6 +798,8 @@ def plan_for(ctx: Context, scenario: str, target: str) -> Plan | None:
         return Plan("create.lua")
     if scenario == "patch_status":
         return Plan("patch_status.lua")
+    if scenario == "create_refund":
+        return Plan("refund.lua")
     raise ValueError(scenario)
 
 
@@ -770,6 +842,10 @@ def preflight(ctx: Context, scenario: str, target: Target, plan: Plan) -> tuple[
         ]
         bad = [answer for answer in answers if not 200 <= answer[0] < 300]
         return bad[0] if bad else answers[-1]
+    if scenario == "create_refund":
+        headers["Idempotency-Key"] = f"bench-preflight-{uuid.uuid4().hex}"
+        refund = json.dumps({"amount": REFUND_AMOUNT, "reason": REFUND_REASON}).encode()
+        return http_request("POST", f"{base}/api/v1/payments/{ctx.dataset.refund_ids[0]}/refunds", headers, refund)
     raise ValueError(scenario)
 
 
@@ -829,15 +905,13 @@ def measurement(raw: dict[str, Any]) -> Measurement:
 
 
 def measure(ctx: Context, scenario: str, target: Target, plan: Plan) -> Measurement:
-    if scenario == "patch_status":
-        asyncio.run(reset_patch_pool(ctx.database_url, ctx.dataset.patch_ids))
+    reset_pool(ctx, scenario)
     status, body = preflight(ctx, scenario, target, plan)
     if not 200 <= status < 300:
         log(f"WARNING {scenario} on the {target.name}: preflight answered {status}: {body[:300]!r}")
     if ctx.config.warmup > 0:
         run_wrk(ctx, target, plan, ctx.config.warmup)
-    if scenario == "patch_status":
-        asyncio.run(reset_patch_pool(ctx.database_url, ctx.dataset.patch_ids))
+    reset_pool(ctx, scenario)
     server_pid = target.server.process.pid if target.server.process is not None else None
     before = ctx.cpu.snapshot()
     server_before = (time.monotonic(), CpuAccount.tree(server_pid) if server_pid else 0)
@@ -1112,8 +1186,9 @@ def mint_token(secret_key: str, database_url: str) -> str:
     from app.core.security import create_access_token
 
     settings = Settings(environment="production", secret_key=SecretStr(secret_key), database_url=database_url)
-    # A trusted backend's token (the booking service's): status moves are for backends, and the per-user
-    # write limit would otherwise stop the create scenario after its first 120 requests.
+    # A trusted backend's token (the booking service's), for every scenario: status moves and refunds
+    # are for backends (a user's token gets 403 on POST .../refunds), and the per-user write limit would
+    # otherwise stop the create scenario after its first 120 requests.
     roles = [settings.service_role]
     return create_access_token(BENCH_USER, settings, roles=roles, expires_in=timedelta(hours=6))
 

@@ -4,7 +4,8 @@
 -- Environment (set by bench/run.py):
 --   BENCH_TOKEN    bearer token (the service); omitted for the baseline
 --   BENCH_USER_ID  X-User-Id header (the baseline); omitted for the service
---   BENCH_DATA     path of a generated Lua file returning {get_ids = {...}, patch_ids = {...}}
+--   BENCH_DATA     path of a generated Lua file returning {get_ids = {...}, patch_ids = {...},
+--                  refund_ids = {...}}
 --   BENCH_RUN_ID   unique per wrk invocation (prefix of created payment ids and idempotency keys)
 --   BENCH_THREADS  wrk's -t, to split the PATCH pool between threads
 
