@@ -33,6 +33,10 @@ logger = logging.getLogger(__name__)
 PUBLISH_TIMEOUT_SECONDS = 10.0
 # One round's database deadline: its transaction holds the publish lock while the broker confirms.
 ROUND_SECONDS = 30.0
+# A round stops sending once this much of it has passed, so that even a last publish that takes its
+# whole timeout leaves time to mark what was confirmed and commit: with a slow broker a round
+# publishes fewer events, never none (and never re-sends a batch for ever).
+SENDING_SECONDS = ROUND_SECONDS - 2 * PUBLISH_TIMEOUT_SECONDS
 MAX_BACKOFF_SECONDS = 30.0
 
 
@@ -59,7 +63,7 @@ class Relay:
                 raise
             except Exception as error:  # broker or database away: retry, the events wait in the outbox
                 EVENT_PUBLISH_FAILURES.inc()
-                logger.warning("relay: %s: %s; retrying in %.1f s", type(error).__name__, error, backoff)
+                logger.warning("relay: %r; retrying in %.1f s", error, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 
@@ -85,10 +89,14 @@ class Relay:
         uow = events.uow
         published: list[int] = []
         failure: BaseException | None = None
+        loop = asyncio.get_running_loop()
+        stop_sending = loop.time() + SENDING_SECONDS
         async with uow.transaction():
             if not await events.try_publish_lock():
                 return 0
             for row in await events.unpublished(self.settings.events_relay_batch_size):
+                if loop.time() > stop_sending:
+                    break
                 try:
                     await exchange.publish(
                         self._message(row), routing_key=row["type"], mandatory=False, timeout=PUBLISH_TIMEOUT_SECONDS

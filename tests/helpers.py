@@ -1,10 +1,11 @@
+from decimal import Decimal
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Payment
+from app.models import Payment, PaymentStatus
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -34,3 +35,31 @@ def assert_problem(response: httpx.Response, status: int, type_suffix: str | Non
 
 def error_locations(body: dict[str, Any]) -> set[str]:
     return {error["location"] for error in body["errors"]}
+
+
+# For every payment: the refunds that are not failed or canceled stay within amount_total, its sums
+# are the sums of its succeeded and of its pending refunds, every refund is in its currency, and a
+# payment that had refunds is refunded exactly when they refunded all of it. No rows: it holds.
+REFUND_INVARIANT_BROKEN = """
+SELECT p.id, p.payment_status::text, p.amount_total, p.amount_refunded, p.amount_refund_pending,
+       array_agg(r.status::text || ' ' || r.amount::text ORDER BY r.id) AS refunds
+FROM payments p LEFT JOIN refunds r ON r.payment_id = p.id
+GROUP BY p.id
+HAVING coalesce(sum(r.amount) FILTER (WHERE r.status NOT IN ('failed', 'canceled')), 0) > p.amount_total
+    OR p.amount_refunded <> coalesce(sum(r.amount) FILTER (WHERE r.status = 'succeeded'), 0)
+    OR p.amount_refund_pending <> coalesce(sum(r.amount) FILTER (WHERE r.status = 'pending'), 0)
+    OR coalesce(bool_or(r.currency <> p.currency), false)
+    OR (count(r.id) > 0 AND (p.payment_status = 'refunded') <> (p.amount_refunded = p.amount_total))
+"""
+
+
+async def assert_refund_invariant(db: AsyncSession) -> None:
+    broken = (await db.execute(text(REFUND_INVARIANT_BROKEN))).all()
+    assert broken == [], broken
+
+
+async def refund_sums(db: AsyncSession, payment_id: int) -> tuple[PaymentStatus, Decimal, Decimal, int]:
+    """The payment's status, amount_refunded, amount_refund_pending and version, as stored now."""
+    payment = await stored(db, payment_id)
+    assert payment is not None
+    return payment.payment_status, payment.amount_refunded, payment.amount_refund_pending, payment.version

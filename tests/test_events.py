@@ -2,18 +2,24 @@
 CloudEvents whose data is the payment (or refund) exactly as the API returned it; nothing for
 no-ops, replays and refusals. And the admins' catch-up list, in commit order after a cursor."""
 
+import asyncio
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import httpx
 import pytest
+from aio_pika.abc import AbstractExchange
+from pydantic import SecretStr
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import relay as relay_module
+from app.core.config import Settings
 from app.core.database import Database
 from app.models import Event
 from app.models import PaymentStatus as S
+from app.relay import Relay
 from app.services.housekeeping import purge_old_events
 from tests.conftest import STRIPE_SECRET, TokenFactory, make_payment
 from tests.helpers import assert_problem
@@ -194,8 +200,16 @@ async def test_old_events_are_purged_and_unpublished_ones_kept_while_a_broker_is
     await db.execute(text("UPDATE events SET published_at = now() WHERE id = (SELECT min(id) FROM events)"))
     assert await purge_old_events(test_database, timedelta(days=30), keep_unpublished=True) == 1
     assert await event_count(db) == 2
-    assert await purge_old_events(test_database, timedelta(days=30), keep_unpublished=False) == 2
-    assert await event_count(db) == 0
+    # The event with the highest position stays, so positions never start again below a cursor.
+    assert await purge_old_events(test_database, timedelta(days=30), keep_unpublished=False) == 1
+    kept = await db.scalar(select(Event.position))
+    assert kept is not None
+    cursor = (await listed(client, auth))["next_cursor"]
+    assert cursor == kept
+    await client.post(PAYMENTS, json=new_payment(payment_id="pi_new"), headers=auth(1))
+    after = await listed(client, auth, cursor=cursor)
+    assert [item["data"]["object"]["payment_id"] for item in after["items"]] == ["pi_new"]
+    assert after["items"][0]["position"] == kept + 1
 
 
 @pytest.mark.parametrize("status", [S.FAILED])
@@ -208,3 +222,40 @@ async def test_a_move_back_to_pending_is_its_own_event(
     )
     assert response.status_code == 200
     assert await written(db, payment.id) == [("payment.pending", "failed", "service:9")]
+
+
+class SlowExchange:
+    """A broker whose every confirm takes `seconds`."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.published: list[str] = []
+
+    async def publish(self, message: Any, routing_key: str, **options: Any) -> None:
+        await asyncio.sleep(self.seconds)
+        self.published.append(message.message_id)
+
+
+async def test_a_slow_broker_makes_rounds_smaller_not_endless(
+    client: httpx.AsyncClient,
+    auth: TokenFactory,
+    db: AsyncSession,
+    test_database: Database,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With confirms slower than a round's database deadline allows for a whole batch, a round
+    publishes what fits, marks exactly that, and the next round goes on from there."""
+    for n in range(8):
+        await client.post(PAYMENTS, json=new_payment(payment_id=f"pi_slow_{n}"), headers=auth(1))
+    monkeypatch.setattr(relay_module, "ROUND_SECONDS", 0.6)
+    monkeypatch.setattr(relay_module, "SENDING_SECONDS", 0.2)
+    relay = Relay(test_database, settings.model_copy(update={"events_broker_url": SecretStr("amqp://unused/")}))
+    exchange = SlowExchange(0.08)  # 8 events: 0.64 s, past the round's deadline
+    first = await relay.publish_round(cast(AbstractExchange, exchange))
+    assert 0 < first < 8
+    published = await db.scalars(select(Event.event_id).where(Event.published_at.is_not(None)).order_by(Event.id))
+    assert [str(event_id) for event_id in published] == exchange.published
+    while (await relay.publish_round(cast(AbstractExchange, exchange))) > 0:
+        pass
+    assert len(exchange.published) == len(set(exchange.published)) == 8

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests import databases
 from tests.conftest import STRIPE_SECRET, TEST_SECRET
+from tests.helpers import REFUND_INVARIANT_BROKEN
 from tests.live import uvicorn_servers
 from tests.stripe_events import encode, signed_headers, stripe_event
 from tests.test_races import Request, headers_for
@@ -27,20 +28,6 @@ pytestmark = pytest.mark.slow
 SERVICE = 70  # the backend recording payments and refunds (service role)
 PROBLEMS = "/problems/"
 
-# For every payment: the refunds that are not failed or canceled stay within amount_total, its sums
-# are the sums of its succeeded and of its pending refunds, every refund is in its currency, and a
-# payment that had refunds is refunded exactly when they refunded all of it. No rows: it holds.
-INVARIANT_BROKEN = """
-SELECT p.id, p.payment_status::text, p.amount_total, p.amount_refunded, p.amount_refund_pending,
-       array_agg(r.status::text || ' ' || r.amount::text ORDER BY r.id) AS refunds
-FROM payments p LEFT JOIN refunds r ON r.payment_id = p.id
-GROUP BY p.id
-HAVING coalesce(sum(r.amount) FILTER (WHERE r.status NOT IN ('failed', 'canceled')), 0) > p.amount_total
-    OR p.amount_refunded <> coalesce(sum(r.amount) FILTER (WHERE r.status = 'succeeded'), 0)
-    OR p.amount_refund_pending <> coalesce(sum(r.amount) FILTER (WHERE r.status = 'pending'), 0)
-    OR coalesce(bool_or(r.currency <> p.currency), false)
-    OR (count(r.id) > 0 AND (p.payment_status = 'refunded') <> (p.amount_refunded = p.amount_total))
-"""
 
 DB_POOL_SIZE = 10  # the default: the servers' env does not set it
 
@@ -161,7 +148,7 @@ async def fire_while_locked(url: str, payment_id: int, servers: list[str], reque
 
 
 async def assert_invariant(url: str) -> None:
-    broken = await databases.rows(url, INVARIANT_BROKEN)
+    broken = await databases.rows(url, REFUND_INVARIANT_BROKEN)
     assert broken == [], broken
 
 

@@ -10,14 +10,15 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Payment, PaymentStatusHistory, Refund, RefundReason, WebhookEvent
 from app.models import PaymentStatus as S
 from app.models import RefundStatus as R
 from tests.conftest import STRIPE_SECRET, TokenFactory, make_payment
-from tests.helpers import stored
+from tests.helpers import assert_refund_invariant as assert_invariant
+from tests.helpers import refund_sums as sums
 from tests.stripe_events import FIXTURES, encode, signed_headers, stripe_event
 
 URL = "/api/v1/webhooks/stripe"
@@ -70,31 +71,6 @@ async def refunds(db: AsyncSession, payment_id: int | None = None) -> list[tuple
 async def only_refund(db: AsyncSession, payment_id: int) -> Refund:
     statement = select(Refund).where(Refund.payment_id == payment_id).execution_options(populate_existing=True)
     return (await db.scalars(statement)).one()
-
-
-async def sums(db: AsyncSession, payment_id: int) -> tuple[S, Decimal, Decimal, int]:
-    """The payment's status, amount_refunded, amount_refund_pending and version, as stored now."""
-    payment = await stored(db, payment_id)
-    assert payment is not None
-    return payment.payment_status, payment.amount_refunded, payment.amount_refund_pending, payment.version
-
-
-# For every payment: its pending and succeeded refunds stay within amount_total, its sums are the sums
-# of its succeeded and of its pending refunds, and it is refunded exactly when refunded in full.
-INVARIANT_BROKEN = text(
-    """
-    SELECT p.id FROM payments p LEFT JOIN refunds r ON r.payment_id = p.id
-    GROUP BY p.id
-    HAVING coalesce(sum(r.amount) FILTER (WHERE r.status IN ('pending', 'succeeded')), 0) > p.amount_total
-        OR p.amount_refunded <> coalesce(sum(r.amount) FILTER (WHERE r.status = 'succeeded'), 0)
-        OR p.amount_refund_pending <> coalesce(sum(r.amount) FILTER (WHERE r.status = 'pending'), 0)
-        OR (p.payment_status = 'refunded') <> (p.amount_refunded = p.amount_total)
-    """
-)
-
-
-async def assert_invariant(db: AsyncSession) -> None:
-    assert (await db.execute(INVARIANT_BROKEN)).all() == []
 
 
 async def paid(db: AsyncSession, amount: str = "99.99", currency: str = "USD", status: S = S.SUCCEEDED) -> Payment:

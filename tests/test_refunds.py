@@ -12,7 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.metrics import REGISTRY
 from app.models import Payment, PaymentStatus, Refund, RefundStatus
 from tests.conftest import TokenFactory, make_payment
-from tests.helpers import assert_problem, error_locations, stored
+from tests.helpers import assert_problem, error_locations
+from tests.helpers import assert_refund_invariant as assert_invariant
+from tests.helpers import refund_sums as sums
 
 SERVICE = 50  # the backend that records refunds (service role); the payments belong to user 1
 
@@ -29,30 +31,6 @@ async def refund_rows(db: AsyncSession, payment_id: int) -> list[tuple[Any, ...]
         .order_by(Refund.id)
     )
     return [tuple(row) for row in rows.all()]
-
-
-async def sums(db: AsyncSession, payment_id: int) -> tuple[PaymentStatus, Decimal, Decimal, int]:
-    payment = await stored(db, payment_id)
-    assert payment is not None
-    return payment.payment_status, payment.amount_refunded, payment.amount_refund_pending, payment.version
-
-
-# For every payment: its refunds that are not failed or canceled stay within amount_total, and its
-# sums are the sums of its succeeded and of its pending refunds. No rows: the invariant holds.
-INVARIANT_BROKEN = text(
-    """
-    SELECT p.id FROM payments p LEFT JOIN refunds r ON r.payment_id = p.id
-    GROUP BY p.id
-    HAVING coalesce(sum(r.amount) FILTER (WHERE r.status IN ('pending', 'succeeded')), 0) > p.amount_total
-        OR p.amount_refunded <> coalesce(sum(r.amount) FILTER (WHERE r.status = 'succeeded'), 0)
-        OR p.amount_refund_pending <> coalesce(sum(r.amount) FILTER (WHERE r.status = 'pending'), 0)
-        OR (p.payment_status = 'refunded') <> (p.amount_refunded = p.amount_total)
-    """
-)
-
-
-async def assert_invariant(db: AsyncSession) -> None:
-    assert (await db.execute(INVARIANT_BROKEN)).all() == []
 
 
 async def history(db: AsyncSession, payment_id: int) -> list[tuple[Any, ...]]:

@@ -147,9 +147,17 @@ _BY_EVENT_ID = Statement.of(select(*_events.columns).where(_events.c.event_id ==
 
 
 def _purge_statement() -> Statement:
+    """Delete old events, positioned ones only and never the one with the highest position: the
+    next positions count on from it, so a cursor a consumer holds stays valid after a purge."""
     expired = _events.c.created_at <= func.now() - cast_(bindparam("retention", Interval), Interval)
     done = _events.c.published_at.is_not(None) | ~bindparam("keep_unpublished")
-    batch = select(_events.c.id).where(expired, done).limit(bindparam("batch_size")).with_for_update(skip_locked=True)
+    below_last = _events.c.position < select(func.max(_events.c.position)).scalar_subquery()
+    batch = (
+        select(_events.c.id)
+        .where(expired, done, below_last)
+        .limit(bindparam("batch_size"))
+        .with_for_update(skip_locked=True)
+    )
     return Statement.of(delete(_events).where(_events.c.id.in_(batch)))
 
 

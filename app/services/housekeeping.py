@@ -31,7 +31,9 @@ async def purge_expired_idempotency_keys(database: Database) -> int:
 
 async def purge_old_events(database: Database, retention: timedelta, *, keep_unpublished: bool) -> int:
     """Delete the events older than `retention`; with `keep_unpublished` (a broker is configured),
-    only those the relay has published."""
+    only those the relay has published. Events get their positions first (old ones without one are
+    not deleted), and the last positioned event is kept (see Events.purge_expired)."""
+    await Events(database.unit_of_work().apart()).position_new()
     return await _in_batches(
         lambda: Events(database.unit_of_work().apart()).purge_expired(retention, keep_unpublished=keep_unpublished)
     )
