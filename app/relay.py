@@ -28,7 +28,7 @@ from app.core.metrics import EVENT_PUBLISH_FAILURES, EVENTS_OLDEST_UNPUBLISHED, 
 from app.repositories.events import Events
 from app.services.events import encode, render
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("app.relay")  # also when run as __main__
 
 PUBLISH_TIMEOUT_SECONDS = 10.0
 # One round's database deadline: its transaction holds the publish lock while the broker confirms.
