@@ -5,6 +5,7 @@ no line carries a bearer token, an e-mail address or a body, on the paths where 
 import asyncio
 import json
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -110,8 +111,16 @@ def test_request_ids_on_every_line_and_no_secrets_in_the_logs(logs_database_url:
         answers = [unauthorized, invalid, created, webhook, forged_webhook, unavailable, broken]
         assert [response.status_code for response in answers] == [401, 422, 201, 200, 400, 503, 500]
         assert broken.json()["detail"] == "An unexpected error occurred."
-        raw = "\n".join(s.log_path.read_text() for s in (server, down))  # plain-text lines are searched too
-        lines = json_lines(raw)
+        # The access line is written once the response has gone out: wait (bounded) until each is there.
+        ids = ("req-401", "req-422", "req-201", "req-webhook", "req-webhook-400", "req-503", "req-500")
+        deadline = time.monotonic() + 10
+        while True:
+            raw = "\n".join(s.log_path.read_text() for s in (server, down))  # plain-text lines are searched too
+            lines = json_lines(raw)
+            logged = {line.get("request_id") for line in lines if line.get("logger") == "app.access"}
+            if set(ids) <= logged or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
 
     for request_id, response in zip(
         ("req-401", "req-422", "req-201", "req-webhook", "req-webhook-400", "req-503", "req-500"), answers, strict=True
