@@ -62,7 +62,7 @@ bench-smoke: install ## The benchmark on tiny data, a few seconds per scenario (
 	$(BIN)/pip install --quiet -r bench/requirements.txt
 	$(BIN)/python -m bench.run --smoke
 
-bench-instructions: install ## Instructions per request (valgrind): GET by id, list, create, PATCH status; service vs baseline
+bench-instructions: install ## Instructions per request (valgrind): GET by id, list, create, PATCH status, POST refund; service vs baseline
 	$(BIN)/pip install --quiet -r bench/requirements.txt
 	$(BIN)/python -m bench.instructions $(BENCH_ARGS)
 
