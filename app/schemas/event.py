@@ -72,6 +72,6 @@ class EventListQuery(BaseModel):
 class EventPage(BaseModel):
     items: list[CloudEvent]
     next_cursor: int | None = Field(
-        description="Pass as `cursor` for the events after this page; null when there are none yet. Poll with "
-        "the last one you got: events committed later always come after it"
+        description="The position of this page's last event, or the cursor sent when the page is empty (null if "
+        "none was sent): pass it as `cursor` to poll for what comes next. Events committed later always come after it"
     )
