@@ -64,6 +64,7 @@ class Relay:
             except Exception as error:  # broker or database away: retry, the events wait in the outbox
                 EVENT_PUBLISH_FAILURES.inc()
                 logger.warning("relay: %r; retrying in %.1f s", error, backoff)
+                await self._measure_lag()  # the backlog grows while the broker is away: say so
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 
@@ -86,18 +87,28 @@ class Relay:
         """Publish one batch; how many were published (0 also when another relay is publishing)."""
         events = Events(self._unit_of_work())
         await events.position_new()
-        uow = events.uow
+        published, failure = await self._publish_batch(events, exchange)
+        await self._measure_lag()
+        if failure is not None:
+            raise failure
+        return published
+
+    async def _publish_batch(self, events: Events, exchange: AbstractExchange) -> tuple[int, Exception | None]:
+        """In one transaction holding the publish lock: publish the oldest unpublished events, each
+        confirmed, until the batch or the round's sending time ends or the broker fails; mark the
+        confirmed ones published. How many, and the broker's failure if any."""
         published: list[int] = []
-        failure: BaseException | None = None
+        failure: Exception | None = None
         loop = asyncio.get_running_loop()
         stop_sending = loop.time() + SENDING_SECONDS
-        async with uow.transaction():
-            if not await events.try_publish_lock():
-                return 0
+        async with events.uow.transaction():
+            if not await events.try_publish_lock():  # another relay publishes: stand by
+                return 0, None
             for row in await events.unpublished(self.settings.events_relay_batch_size):
                 if loop.time() > stop_sending:
                     break
                 try:
+                    # Not mandatory: RabbitMQ drops an event no queue is bound for (bind queues first).
                     await exchange.publish(
                         self._message(row), routing_key=row["type"], mandatory=False, timeout=PUBLISH_TIMEOUT_SECONDS
                     )
@@ -108,10 +119,14 @@ class Relay:
                 EVENTS_PUBLISHED.labels(row["type"]).inc()
             if published:
                 await events.mark_published(published)
-        EVENTS_OLDEST_UNPUBLISHED.set(await Events(self._unit_of_work()).oldest_unpublished_age())
-        if failure is not None:
-            raise failure
-        return len(published)
+        return len(published), failure
+
+    async def _measure_lag(self) -> None:
+        """The age of the oldest unpublished event, for the alert (also while the broker is away)."""
+        try:
+            EVENTS_OLDEST_UNPUBLISHED.set(await Events(self._unit_of_work()).oldest_unpublished_age())
+        except Exception:  # the database is away too: the next round measures again
+            logger.debug("relay: could not measure the outbox's lag", exc_info=True)
 
     def _message(self, row: dict[str, Any]) -> aio_pika.Message:
         event = render(row, self.settings.events_source)

@@ -3,6 +3,7 @@ CloudEvents whose data is the payment (or refund) exactly as the API returned it
 no-ops, replays and refusals. And the admins' catch-up list, in commit order after a cursor."""
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import relay as relay_module
 from app.core.config import Settings
 from app.core.database import Database
+from app.core.metrics import EVENTS_OLDEST_UNPUBLISHED, REGISTRY
 from app.models import Event
 from app.models import PaymentStatus as S
 from app.relay import Relay
@@ -259,3 +261,57 @@ async def test_a_slow_broker_makes_rounds_smaller_not_endless(
     while (await relay.publish_round(cast(AbstractExchange, exchange))) > 0:
         pass
     assert len(exchange.published) == len(set(exchange.published)) == 8
+
+
+async def test_linking_a_stripe_refund_id_is_a_refund_updated_event(
+    client: httpx.AsyncClient, auth: TokenFactory, db: AsyncSession
+) -> None:
+    payment = await make_payment(db, user_id=1, status=S.SUCCEEDED, amount="99.99", payment_id="pi_3QcsPaymentIntent")
+    refund = await client.post(
+        f"{PAYMENTS}{payment.id}/refunds", json={"amount": "40.00"}, headers=auth(9, service=True)
+    )
+    event = stripe_event("refund.updated", "evt_link", id="re_link", amount=4000, status="pending")
+    payload = encode(event)
+    response = await client.post(
+        "/api/v1/webhooks/stripe", content=payload, headers=signed_headers(payload, STRIPE_SECRET)
+    )
+    assert response.json()["outcome"] == "applied"
+    assert await written(db, payment.id) == [("refund.created", None, "service:9"), ("refund.updated", None, "stripe")]
+    items = (await listed(client, auth, type="refund.updated"))["items"]
+    assert [(item["data"]["object"]["id"], item["data"]["object"]["refund_id"]) for item in items] == [
+        (refund.json()["id"], "re_link")
+    ]
+
+
+async def test_event_times_are_utc_whatever_the_session_time_zone(
+    client: httpx.AsyncClient, auth: TokenFactory, db: AsyncSession
+) -> None:
+    await db.execute(text("SET TIME ZONE 'America/New_York'"))
+    created = await client.post(PAYMENTS, json=new_payment(), headers=auth(1))
+    [event] = (await listed(client, auth))["items"]
+    assert event["data"]["object"] == created.json()
+    assert event["data"]["object"]["created_at"].endswith("Z")
+
+
+async def test_a_huge_cursor_is_a_422_not_a_500(client: httpx.AsyncClient, auth: TokenFactory) -> None:
+    response = await client.get(EVENTS, params={"cursor": 2**63}, headers=auth(ADMIN, admin=True))
+    assert_problem(response, 422, "/validation-error")
+
+
+async def test_the_relay_reports_the_backlog_while_the_broker_is_away(
+    client: httpx.AsyncClient, auth: TokenFactory, db: AsyncSession, test_database: Database, settings: Settings
+) -> None:
+    await client.post(PAYMENTS, json=new_payment(), headers=auth(1))
+    await db.execute(update(Event).values(created_at=datetime.now(UTC) - timedelta(minutes=5)))
+    EVENTS_OLDEST_UNPUBLISHED.set(0)
+    unreachable = settings.model_copy(update={"events_broker_url": SecretStr("amqp://guest:guest@127.0.0.1:1/")})
+    task = asyncio.create_task(Relay(test_database, unreachable).run())
+    try:
+        async with asyncio.timeout(10):
+            while (REGISTRY.get_sample_value("events_oldest_unpublished_age_seconds") or 0) < 290:
+                await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert await db.scalar(select(func.count()).select_from(Event).where(Event.published_at.is_(None))) == 1

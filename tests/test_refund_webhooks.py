@@ -171,22 +171,24 @@ async def test_requires_action_is_recorded_as_pending(client: httpx.AsyncClient,
 # --- 2. charge.refunded without a refund list, linked later ---------------------------------------
 
 
-async def test_a_full_charge_refunded_refunds_the_payment_and_the_refund_event_links_it(
+async def test_a_full_charge_refunded_reserves_the_amount_and_the_refund_event_settles_it(
     client: httpx.AsyncClient, db: AsyncSession
 ) -> None:
+    """The charge's amount_refunded counts refunds still pending (which may fail): the refund is
+    recorded pending, and the payment is refunded once the refund's own event says it succeeded."""
     payment = await paid(db)
     ack(await deliver(client, stripe_event("charge.refunded", "evt_3QchRefunded")), "applied")
-    assert await refunds(db, payment.id) == [(Decimal("99.99"), R.SUCCEEDED, None, "stripe")]
-    assert await sums(db, payment.id) == (S.REFUNDED, Decimal("99.99"), Decimal(0), 3)
-    assert await history(db, payment.id) == [(S.SUCCEEDED, S.REFUNDED, "stripe", "evt_3QchRefunded")]
-    recorded = await detail(db, "evt_3QchRefunded")  # (the app shows the refund as 99.9900 here)
-    assert recorded.startswith("recorded a refund of 99.99") and recorded.endswith("(the charge's refunded 99.99)")
+    assert await refunds(db, payment.id) == [(Decimal("99.99"), R.PENDING, None, "stripe")]
+    assert await sums(db, payment.id) == (S.SUCCEEDED, Decimal(0), Decimal("99.99"), 2)
+    assert await history(db, payment.id) == []
+    recorded = await detail(db, "evt_3QchRefunded")
+    assert recorded == "recorded a pending refund of 99.99 (the charge's refunded 99.99)"
 
     ack(await deliver(client, refund_event("refund.created", "evt_link", "re_x", 9999, "succeeded")), "applied")
     assert await refunds(db, payment.id) == [(Decimal("99.99"), R.SUCCEEDED, "re_x", "stripe")]
-    assert (await only_refund(db, payment.id)).version == 2  # linked: its id set, nothing else
-    assert await sums(db, payment.id) == (S.REFUNDED, Decimal("99.99"), Decimal(0), 3)
-    assert len(await history(db, payment.id)) == 1
+    assert (await only_refund(db, payment.id)).version == 3  # linked (its id set), then settled
+    assert await sums(db, payment.id) == (S.REFUNDED, Decimal("99.99"), Decimal(0), 4)
+    assert await history(db, payment.id) == [(S.SUCCEEDED, S.REFUNDED, "stripe", "evt_link")]
     assert await recorded_events(db) == [
         ("evt_3QchRefunded", "charge.refunded", "applied", payment.id, 1),
         ("evt_link", "refund.created", "applied", payment.id, 1),
@@ -202,12 +204,12 @@ async def test_a_partial_charge_refunded_records_the_difference_once(
 ) -> None:
     payment = await paid(db)
     ack(await deliver(client, charge_refunded("evt_c1", 5000)), "applied")
-    assert await refunds(db, payment.id) == [(Decimal("50.00"), R.SUCCEEDED, None, "stripe")]
-    assert await sums(db, payment.id) == (S.SUCCEEDED, Decimal("50.00"), Decimal(0), 2)
+    assert await refunds(db, payment.id) == [(Decimal("50.00"), R.PENDING, None, "stripe")]
+    assert await sums(db, payment.id) == (S.SUCCEEDED, Decimal(0), Decimal("50.00"), 2)
 
     ack(await deliver(client, charge_refunded("evt_c2", 5000)), "stale")  # another event, the same total
-    assert await refunds(db, payment.id) == [(Decimal("50.00"), R.SUCCEEDED, None, "stripe")]
-    assert await sums(db, payment.id) == (S.SUCCEEDED, Decimal("50.00"), Decimal(0), 2)
+    assert await refunds(db, payment.id) == [(Decimal("50.00"), R.PENDING, None, "stripe")]
+    assert await sums(db, payment.id) == (S.SUCCEEDED, Decimal(0), Decimal("50.00"), 2)
     assert await detail(db, "evt_c2") == "the charge's refunded 50.00 is already recorded"
     assert await history(db, payment.id) == []
     assert [row[2] for row in await recorded_events(db)] == ["applied", "stale"]
@@ -215,10 +217,10 @@ async def test_a_partial_charge_refunded_records_the_difference_once(
     # A second partial refund: only the new difference is recorded.
     ack(await deliver(client, charge_refunded("evt_c3", 7500)), "applied")
     assert await refunds(db, payment.id) == [
-        (Decimal("50.00"), R.SUCCEEDED, None, "stripe"),
-        (Decimal("25.00"), R.SUCCEEDED, None, "stripe"),
+        (Decimal("50.00"), R.PENDING, None, "stripe"),
+        (Decimal("25.00"), R.PENDING, None, "stripe"),
     ]
-    assert await sums(db, payment.id) == (S.SUCCEEDED, Decimal("75.00"), Decimal(0), 3)
+    assert await sums(db, payment.id) == (S.SUCCEEDED, Decimal(0), Decimal("75.00"), 3)
     await assert_invariant(db)
 
 
@@ -558,7 +560,7 @@ async def test_a_refund_of_an_unknown_payment_intent_is_unmatched(
 # --- events out of order --------------------------------------------------------------------------
 # Stripe does not order its deliveries: charge.refunded (its amount_refunded already counting a refund
 # still pending) may come before that refund's own events. charge.refunded then records the refund
-# without an id, as succeeded; the refund's events must find that row, not record the refund again.
+# without an id, pending; the refund's events must find that row, not record the refund again.
 
 
 @pytest.mark.parametrize(
@@ -571,24 +573,23 @@ async def test_charge_refunded_before_the_pending_refund_event_counts_the_refund
 ) -> None:
     payment = await paid(db)
     ack(await deliver(client, charge_refunded("evt_charge", minor)), "applied")
-    version = (await sums(db, payment.id))[3]
-    # linked to the refund charge.refunded recorded; a pending after its succeeded moves nothing
+    # linked to the pending refund charge.refunded recorded, then settled by its own event
     ack(await deliver(client, refund_event("refund.created", "evt_created", "re_x", minor, "pending")), "applied")
+    assert await refunds(db, payment.id) == [(amount, R.PENDING, "re_x", "stripe")]
+    ack(await deliver(client, refund_event("refund.updated", "evt_updated", "re_x", minor, "succeeded")), "applied")
     assert await refunds(db, payment.id) == [(amount, R.SUCCEEDED, "re_x", "stripe")]
-    ack(await deliver(client, refund_event("refund.updated", "evt_updated", "re_x", minor, "succeeded")), "stale")
-    assert await refunds(db, payment.id) == [(amount, R.SUCCEEDED, "re_x", "stripe")]
-    assert await sums(db, payment.id) == (status, amount, Decimal(0), version)
+    assert (await sums(db, payment.id))[:3] == (status, amount, Decimal(0))
     await assert_invariant(db)
 
 
-async def test_a_refund_failing_after_charge_refunded_counted_it_is_an_anomaly_not_a_second_refund(
+async def test_a_refund_failing_after_charge_refunded_counted_it_releases_it_and_records_no_second_refund(
     client: httpx.AsyncClient, db: AsyncSession
 ) -> None:
     payment = await paid(db)
     ack(await deliver(client, charge_refunded("evt_charge", 3000)), "applied")
     failed = refund_event("refund.failed", "evt_failed", "re_x", 3000, "failed", failure_reason="unknown")
-    ack(await deliver(client, failed), "anomaly")  # failed after succeeded, as for a known refund
-    # one refund, still succeeded (linked to re_x or not): no second, failed refund of the same money
-    assert [(r[0], r[1], r[3]) for r in await refunds(db, payment.id)] == [(Decimal("30.00"), R.SUCCEEDED, "stripe")]
-    assert await sums(db, payment.id) == (S.SUCCEEDED, Decimal("30.00"), Decimal(0), 2)
+    ack(await deliver(client, failed), "applied")
+    # one refund, linked and failed: its reservation released, no second refund of the same money
+    assert await refunds(db, payment.id) == [(Decimal("30.00"), R.FAILED, "re_x", "stripe")]
+    assert await sums(db, payment.id) == (S.SUCCEEDED, Decimal(0), Decimal(0), 3)
     await assert_invariant(db)

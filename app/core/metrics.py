@@ -49,7 +49,7 @@ WEBHOOK_EVENTS = Counter(
 )
 EVENTS_WRITTEN = Counter(
     "events_written_total",
-    "Events written to the outbox, by type (per process that wrote them)",
+    "Events written to the outbox by this process, by type (counted when written, before the commit)",
     ["type"],
     registry=REGISTRY,
 )

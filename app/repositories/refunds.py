@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, cast
 
-import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import ARRAY, Integer, Table, any_, bindparam, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 
@@ -28,8 +27,13 @@ def _typed(name: str) -> Any:
     return bindparam(name, type_=_refunds.c[name].type)
 
 
+# A gateway refund id already recorded for the provider: no row (a failed statement would end the
+# transaction and cost the connection).
 _INSERT = Statement.of(
-    insert(_refunds).values({name: _typed(name) for name in NEW_REFUND_COLUMNS}).returning(*_refunds.columns)
+    insert(_refunds)
+    .values({name: _typed(name) for name in NEW_REFUND_COLUMNS})
+    .on_conflict_do_nothing(index_elements=[_refunds.c.provider, _refunds.c.refund_id])
+    .returning(*_refunds.columns)
 )
 _OF_PAYMENT = (_refunds.c.payment_id == _typed("payment_id")) & (_refunds.c.id == bindparam("row_id", Integer))
 _BY_ID = Statement.of(_SELECT.where(_OF_PAYMENT))
@@ -122,11 +126,10 @@ class Refunds:
     async def insert(self, refund: NewRefund) -> RefundRecord:
         """DuplicateGatewayRefund when its gateway refund id is taken (the transaction must end)."""
         values = {name: getattr(refund, name) for name in NEW_REFUND_COLUMNS if name != "request_id"}
-        try:
-            row = await self.uow.fetchrow(_INSERT, **values, request_id=self.uow.request_id)
-        except asyncpg.UniqueViolationError as error:
-            raise DuplicateGatewayRefund(str(error)) from error
-        return _record(one(row))
+        row = await self.uow.fetchrow(_INSERT, **values, request_id=self.uow.request_id)
+        if row is None:
+            raise DuplicateGatewayRefund(f"{refund.provider.value} refund {refund.refund_id}")
+        return _record(row)
 
     async def get(self, payment_id: int, refund_id: int, *, locked: bool = False) -> RefundRecord | None:
         row = await self.uow.fetchrow(_BY_ID_LOCKED if locked else _BY_ID, payment_id=payment_id, row_id=refund_id)

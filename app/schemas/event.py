@@ -16,6 +16,7 @@ EventType = Literal[
     "payment.refunded",
     "payment.anomaly",
     "refund.created",
+    "refund.updated",
     "refund.succeeded",
     "refund.failed",
     "refund.canceled",
@@ -55,7 +56,10 @@ class EventListQuery(BaseModel):
 
     size: int = Field(default=100, ge=1, le=100)
     cursor: int | None = Field(
-        default=None, ge=0, description="The `next_cursor` of the previous page: the events after that position"
+        default=None,
+        ge=0,
+        lt=2**63,
+        description="The `next_cursor` of the previous page: the events after that position",
     )
     type: EventType | None = None
     payment_id: int | None = Field(default=None, ge=1, lt=2**63)

@@ -2,6 +2,7 @@
 admins' catch-up list (like Stripe's Events API)."""
 
 import json
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -18,6 +19,9 @@ def render(row: dict[str, Any], source: str) -> CloudEvent:
     """The envelope of an outbox row. The snapshot is the row of the payment (or refund) as written,
     rendered by the API's own response model, so `data.object` is what the API returned then."""
     snapshot = json.loads(row["snapshot"], parse_float=Decimal)
+    # row_to_json writes times in the session's time zone; the API (asyncpg) returns them in UTC.
+    for name in ("created_at", "updated_at"):
+        snapshot[name] = datetime.fromisoformat(snapshot[name]).astimezone(UTC)
     record = RefundRecord if row["refund_id"] is not None else PaymentRecord
     rendered = record.model_validate(snapshot)
     return CloudEvent(

@@ -170,11 +170,13 @@ class RefundService:
         refundable = payment.refundable()
         if amount > refundable or amount <= 0:
             shown = format_amount(refundable, payment.currency)
-            raise RefundExceedsRefundable(
+            detail = (
                 f"A refund of {format_amount(amount, payment.currency)} {payment.currency} exceeds what is "
-                f"still refundable ({shown} {payment.currency})",
-                amount_refundable=shown,
+                f"still refundable ({shown} {payment.currency})"
+                if refundable > 0
+                else "Nothing is left to refund: succeeded and pending refunds already make up the whole amount"
             )
+            raise RefundExceedsRefundable(detail, amount_refundable=shown)
         new = NewRefund(
             payment_id=payment.id,
             provider=payment.provider,

@@ -2,12 +2,13 @@
 (RefundService), on the payment this webhook's transaction has locked.
 
 A Stripe refund is matched by its id (re_...). One this service does not know yet may have been
-recorded through the API before Stripe gave it an id: then it is the payment's oldest refund without
-a gateway id, of the same amount, still pending (or already in the reported status), and it is
-linked. Otherwise the refund was made elsewhere (the Stripe dashboard) and is recorded, actor
-`stripe`. A charge.refunded whose charge carries no refund list (Stripe's default since API version
-2022-11-15) records what the charge says was refunded beyond what is known, as one succeeded
-refund without an id, linked later by the refund's own event."""
+recorded before Stripe's event gave its id: then it is the payment's oldest refund without a gateway
+id, of the same amount, pending or succeeded (or already in the reported status), and it is linked
+(a refund.updated event). Otherwise the refund was made elsewhere (the Stripe dashboard) and is
+recorded, actor `stripe`. A charge.refunded whose charge carries no refund list (Stripe's default
+since API version 2022-11-15) records what the charge says was refunded beyond what is known, as one
+pending refund without an id (the charge's amount_refunded counts pending refunds too), which the
+refund's own event then links and settles."""
 
 from decimal import Decimal
 
@@ -16,6 +17,7 @@ from app.core.database import UnitOfWork
 from app.core.errors import PaymentNotRefundable, RefundExceedsRefundable
 from app.models import WebhookOutcome
 from app.models.enums import RefundStatus
+from app.repositories.events import Events
 from app.repositories.payments import Payments
 from app.repositories.refunds import Refunds
 from app.schemas.payment import PaymentRecord
@@ -37,6 +39,7 @@ class StripeRefunds:
         self.payments = Payments(uow)
         self.refunds = Refunds(uow)
         self.service = RefundService(uow)
+        self.events = Events(uow)
 
     async def apply(self, update: RefundUpdate, event_id: str) -> Outcome:
         if update.payment_intent_id is None:
@@ -81,14 +84,15 @@ class StripeRefunds:
                 return WebhookOutcome.ANOMALY, payment, f"refund {name} belongs to payment {owner}"
         else:
             # Pending, succeeded, or already the reported status: Stripe does not deliver events in
-            # order, so a charge.refunded may have recorded (succeeded, without id) the refund whose
-            # refund.created (pending) or refund.failed comes after it; matching it keeps the money
-            # counted once, and a failure after success then shows as an anomaly.
+            # order, and a refund recorded without an id (by charge.refunded, or through the API,
+            # possibly as succeeded) is this one if the amount agrees; matching it keeps the money
+            # counted once, and a failure after a success then shows as an anomaly.
             statuses = list(dict.fromkeys([RefundStatus.PENDING, RefundStatus.SUCCEEDED, reported.status]))
             unlinked = await self.refunds.find_unlinked(payment.id, amount, statuses)
             if unlinked is None:
                 return await self._record_new(payment, reported, amount, by)
             refund = await self.refunds.link(unlinked, name)
+            await self.events.of_refund(refund.id, "refund.updated", actor=by.actor)
             linked = True
         if refund.amount != amount:
             return (
@@ -149,8 +153,10 @@ class StripeRefunds:
                 f"the charge's refunded {_money(refunded, payment)} is already recorded",
             )
         try:
+            # Pending: the charge's amount_refunded counts refunds still pending, which may yet fail;
+            # the refund's own event (refund.created / refund.updated) links and settles it.
             written: Refunded = await self.service.record(
-                payment, unknown, status=RefundStatus.SUCCEEDED, reason=None, refund_id=None, metadata={}, by=by
+                payment, unknown, status=RefundStatus.PENDING, reason=None, refund_id=None, metadata={}, by=by
             )
         except (PaymentNotRefundable, RefundExceedsRefundable) as refused:
             return (
@@ -161,5 +167,6 @@ class StripeRefunds:
         return (
             WebhookOutcome.APPLIED,
             written.payment,
-            f"recorded a refund of {_money(unknown, payment)} (the charge's refunded {_money(refunded, payment)})",
+            f"recorded a pending refund of {_money(unknown, payment)} "
+            f"(the charge's refunded {_money(refunded, payment)})",
         )

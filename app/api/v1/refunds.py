@@ -6,7 +6,7 @@ from starlette.responses import Response
 from app.api.idempotency import IdempotencyDep
 from app.api.problems import problem_responses
 from app.api.responses import model_response, parse_if_match, refund_response
-from app.api.v1.payments import IfMatch, PaymentIdPath, single
+from app.api.v1.payments import IfMatch, PaymentIdPath
 from app.core.pagination import Keyset, encode_cursor
 from app.dependencies.auth import CurrentUser, WritingUser
 from app.dependencies.database import UnitOfWorkDep
@@ -16,6 +16,19 @@ from app.services.refunds import RefundService
 router = APIRouter(
     prefix="/api/v1/payments/{id}/refunds", tags=["refunds"], responses=problem_responses(401, 404, 422, 503)
 )
+
+REFUND_ETAG: dict[str, object] = {
+    "ETag": {"description": "The refund's version, for If-Match", "schema": {"type": "string"}}
+}
+LOCATION_HEADER: dict[str, object] = {"Location": {"description": "The refund's URL", "schema": {"type": "string"}}}
+
+
+def single(
+    status_code: int = 200, *errors: int, headers: dict[str, object] = REFUND_ETAG
+) -> dict[int | str, dict[str, object]]:
+    """OpenAPI responses of a route that answers with one refund and its ETag."""
+    return {status_code: {"headers": headers}, **problem_responses(*errors)}
+
 
 RefundIdPath = Annotated[int, Path(ge=1, le=2**63 - 1, description="The refund's id in this service")]
 
@@ -28,7 +41,7 @@ def refund_location(refund: RefundRecord) -> str:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=RefundRecord,
-    responses=single(201, 400, 403, 409, 413, 429),
+    responses=single(201, 400, 403, 409, 413, 429, headers={**REFUND_ETAG, **LOCATION_HEADER}),
     summary="Record a refund of a succeeded payment (services, admins); Idempotency-Key supported",
 )
 async def create_refund(
