@@ -102,7 +102,7 @@ class Relay:
         loop = asyncio.get_running_loop()
         stop_sending = loop.time() + SENDING_SECONDS
         async with events.uow.transaction():
-            if not await events.try_publish_lock():  # another relay publishes: stand by
+            if not await events.try_publish_lock(idle_timeout_seconds=ROUND_SECONDS):  # another relay publishes
                 return 0, None
             for row in await events.unpublished(self.settings.events_relay_batch_size):
                 if loop.time() > stop_sending:

@@ -7,12 +7,14 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.core.config import Settings
 from app.core.database import Database
+from app.repositories.events import Events
 from app.repositories.idempotency import IdempotencyKeys
 from app.services.housekeeping import purge_expired_idempotency_keys, purge_periodically
 from tests import databases
@@ -97,3 +99,21 @@ async def test_the_periodic_purge_survives_a_failed_round(
     messages = [record.getMessage() for record in caplog.records]
     assert "purging expired idempotency keys failed" in messages
     assert "purged 3 expired idempotency keys" in messages
+
+
+async def test_a_relay_frozen_while_it_holds_the_publish_lock_loses_it(database: Database) -> None:
+    """PostgreSQL ends the session of a publishing transaction left idle past its timeout (a relay
+    paused or cut off), so a standby relay takes the lock over."""
+    frozen = database.unit_of_work()
+    with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError)):  # its session was ended while idle
+        async with asyncio.timeout(5), frozen.transaction():
+            assert await Events(frozen).try_publish_lock(idle_timeout_seconds=0.3)
+            standby = database.unit_of_work()
+            async with standby.transaction():
+                assert not await Events(standby).try_publish_lock(idle_timeout_seconds=0.3)
+            while True:  # frozen: idle longer than the timeout between statements
+                await asyncio.sleep(0.5)
+                await Events(frozen).oldest_unpublished_age()
+    taken_over = database.unit_of_work()
+    async with taken_over.transaction():
+        assert await Events(taken_over).try_publish_lock(idle_timeout_seconds=0.3)

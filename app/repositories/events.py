@@ -92,7 +92,14 @@ def _event_of(table: Table, *, refund: bool) -> Statement:
 _OF_PAYMENT = _event_of(_payments, refund=False)
 _OF_REFUND = _event_of(_refunds, refund=True)
 _LOCK = Statement.of(select(func.pg_advisory_xact_lock(bindparam("lock_key", BigInteger))))
-_TRY_LOCK = Statement.of(select(func.pg_try_advisory_xact_lock(bindparam("lock_key", BigInteger))))
+# The publish lock, and for this transaction an idle timeout: a relay frozen (paused, cut off) while
+# it holds the lock has its session ended by PostgreSQL, so a standby relay can take over.
+_TRY_LOCK = Statement.of(
+    select(
+        func.pg_try_advisory_xact_lock(bindparam("lock_key", BigInteger)),
+        func.set_config("idle_in_transaction_session_timeout", bindparam("idle_timeout", String), True),
+    )
+)
 
 
 def _position_statement() -> Statement:
@@ -249,9 +256,11 @@ class Events:
             if count < batch_size:
                 return positioned
 
-    async def try_publish_lock(self) -> bool:
-        """Inside a transaction: whether this relay may publish now (one at a time)."""
-        return bool(await self.uow.fetchval(_TRY_LOCK, lock_key=PUBLISH_LOCK))
+    async def try_publish_lock(self, idle_timeout_seconds: float) -> bool:
+        """Inside a transaction: whether this relay may publish now (one at a time). The transaction
+        is ended by PostgreSQL if it stays idle longer than `idle_timeout_seconds`."""
+        idle_timeout = f"{int(idle_timeout_seconds * 1000)}ms"
+        return bool(await self.uow.fetchval(_TRY_LOCK, lock_key=PUBLISH_LOCK, idle_timeout=idle_timeout))
 
     async def unpublished(self, batch_size: int) -> list[dict[str, Any]]:
         return [dict(row) for row in await self.uow.fetch(_UNPUBLISHED, batch_size=batch_size)]
