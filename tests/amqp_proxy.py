@@ -18,6 +18,8 @@ class AmqpProxy:
     port: int = 0
     accepted: int = 0  # connections relayed to the broker
     refused: int = 0  # connections closed at once because the proxy was cut
+    # Seconds each chunk from the broker is held back: a slow broker (its confirms come late).
+    reply_delay: float = 0.0
     _up: bool = field(default=True, repr=False)
     # Each relayed connection: its client's and its broker's side.
     _links: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = field(default_factory=set, repr=False)
@@ -62,14 +64,16 @@ class AmqpProxy:
         link = (client_writer, server_writer)
         self._links.add(link)
 
-        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: bool) -> None:
             while data := await reader.read(65536):
+                if delay and self.reply_delay:
+                    await asyncio.sleep(self.reply_delay)
                 writer.write(data)
                 await writer.drain()
 
         tasks = [
-            asyncio.create_task(pipe(client_reader, server_writer)),
-            asyncio.create_task(pipe(server_reader, client_writer)),
+            asyncio.create_task(pipe(client_reader, server_writer, False)),
+            asyncio.create_task(pipe(server_reader, client_writer, True)),
         ]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)

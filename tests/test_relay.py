@@ -439,8 +439,12 @@ async def test_a_relay_killed_mid_batch_loses_nothing(
     relay publishes the rest. Every event arrives; the only duplicates are of events the killed
     relay had published but not yet marked (at most one round's): none it had marked comes again."""
     await create_payments(servers, 500, "kill")
-    async with consumer(broker, "kill") as found:
-        with relay(database_url, broker, found.exchange, EVENTS_RELAY_BATCH_SIZE="50") as first:
+    async with consumer(broker, "kill") as found, amqp_proxy(broker) as slow:
+        # Through a broker whose confirms take 20 ms, a round of 50 takes a second: the relay is
+        # surely still publishing when the test sees its third round begin (however slowly the
+        # consumer receives), and it cannot have finished all 500.
+        slow.reply_delay = 0.02
+        with relay(database_url, slow.url_for(broker), found.exchange, EVENTS_RELAY_BATCH_SIZE="50") as first:
             # Killed in its third round: two rounds are published and marked, the third under way.
             await found.until(lambda: len(found.deliveries) > 100, "the third round begun")
             first.kill()
