@@ -219,30 +219,32 @@ class Events:
         detail: str | None = None,
     ) -> None:
         """The event of a change to a payment, with the payment as this transaction now sees it."""
-        EVENTS_WRITTEN.labels(event_type).inc()
-        await self.uow.execute(
-            _OF_PAYMENT,
-            row_id=payment_id,
-            event_type=event_type,
-            previous_status=previous_status,
-            actor=actor,
-            request_id=self.uow.request_id,
-            detail=detail[:500] if detail else None,
-        )
+        await self._of_row(_OF_PAYMENT, payment_id, event_type, actor, previous_status, detail)
 
     async def of_refund(
         self, refund_id: int, event_type: str, *, actor: str, previous_status: str | None = None
     ) -> None:
         """The event of a change to a refund, with the refund as this transaction now sees it."""
+        await self._of_row(_OF_REFUND, refund_id, event_type, actor, previous_status, None)
+
+    async def _of_row(
+        self,
+        statement: Statement,
+        row_id: int,
+        event_type: str,
+        actor: str,
+        previous_status: str | None,
+        detail: str | None,
+    ) -> None:
         EVENTS_WRITTEN.labels(event_type).inc()
         await self.uow.execute(
-            _OF_REFUND,
-            row_id=refund_id,
+            statement,
+            row_id=row_id,
             event_type=event_type,
             previous_status=previous_status,
             actor=actor,
             request_id=self.uow.request_id,
-            detail=None,
+            detail=detail[:500] if detail else None,
         )
 
     async def position_new(self, batch_size: int = 1000) -> int:

@@ -19,7 +19,7 @@ _SELECT = select(*_refunds.columns)
 _OLDEST_FIRST = (_refunds.c.created_at, _refunds.c.id)
 NEW_REFUND_COLUMNS = (
     "payment_id", "provider", "refund_id", "amount", "currency", "status", "reason", "metadata",
-    "failure_reason", "actor", "request_id",
+    "actor", "request_id",
 )  # fmt: skip
 
 
@@ -112,7 +112,6 @@ class NewRefund:
     refund_id: str | None
     metadata: dict[str, str]
     actor: str
-    failure_reason: str | None = None
 
 
 def _record(row: Any) -> RefundRecord:
@@ -135,10 +134,10 @@ class Refunds:
         row = await self.uow.fetchrow(_BY_ID_LOCKED if locked else _BY_ID, payment_id=payment_id, row_id=refund_id)
         return None if row is None else _record(row)
 
-    async def find_by_gateway_id(self, provider: PaymentProvider, refund_id: str) -> tuple[int, RefundRecord] | None:
-        """The refund with this gateway id, locked, with its payment's id."""
+    async def find_by_gateway_id(self, provider: PaymentProvider, refund_id: str) -> RefundRecord | None:
+        """The refund with this gateway id, locked (whichever payment it is of)."""
         row = await self.uow.fetchrow(_BY_GATEWAY_ID_LOCKED, provider=provider, refund_id=refund_id)
-        return None if row is None else (row["payment_id"], _record(row))
+        return None if row is None else _record(row)
 
     async def find_unlinked(
         self, payment_id: int, amount: Decimal, statuses: list[RefundStatus]

@@ -17,9 +17,6 @@ from app.core.database import UnitOfWork
 from app.core.errors import PaymentNotRefundable, RefundExceedsRefundable
 from app.models import WebhookOutcome
 from app.models.enums import RefundStatus
-from app.repositories.events import Events
-from app.repositories.payments import Payments
-from app.repositories.refunds import Refunds
 from app.schemas.payment import PaymentRecord
 from app.services.refunds import Recorder, Refunded, RefundService
 from app.services.stripe_events import GatewayRefund, RefundUpdate, stripe_amount
@@ -36,10 +33,10 @@ def _money(amount: Decimal, payment: PaymentRecord) -> str:
 
 class StripeRefunds:
     def __init__(self, uow: UnitOfWork) -> None:
-        self.payments = Payments(uow)
-        self.refunds = Refunds(uow)
         self.service = RefundService(uow)
-        self.events = Events(uow)
+        self.payments = self.service.payments
+        self.refunds = self.service.refunds
+        self.events = self.service.events
 
     async def apply(self, update: RefundUpdate, event_id: str) -> Outcome:
         if update.payment_intent_id is None:
@@ -79,9 +76,9 @@ class StripeRefunds:
         linked = False
         found = await self.refunds.find_by_gateway_id(payment.provider, name)
         if found is not None:
-            owner, refund = found
-            if owner != payment.id:
-                return WebhookOutcome.ANOMALY, payment, f"refund {name} belongs to payment {owner}"
+            refund = found
+            if refund.payment_id != payment.id:
+                return WebhookOutcome.ANOMALY, payment, f"refund {name} belongs to payment {refund.payment_id}"
         else:
             # Pending, succeeded, or already the reported status: Stripe does not deliver events in
             # order, and a refund recorded without an id (by charge.refunded, or through the API,

@@ -14,7 +14,6 @@ from app.repositories.webhooks import WebhookEvents
 from app.schemas.payment import PaymentRecord
 from app.schemas.webhook import StripeEvent, WebhookEventRecord
 from app.services.moves import move_locked
-from app.services.payments import PaymentService
 from app.services.status_rules import can_transition
 from app.services.stripe_events import Ignored, ProviderUpdate, RefundUpdate, interpret, stripe_amount
 from app.services.stripe_refunds import STRIPE, StripeRefunds
@@ -65,7 +64,6 @@ class StripeWebhookService:
         self.uow = uow
         self.events = WebhookEvents(uow)
         self.payments = Payments(uow)
-        self.payment_service = PaymentService(uow)
 
     async def handle(self, event: StripeEvent) -> WebhookResult:
         """Record the event once and apply it, in one transaction: a redelivery racing the first
