@@ -10,6 +10,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
+from tests.live import listening
+
 
 @dataclass
 class AmqpProxy:
@@ -93,11 +95,9 @@ async def amqp_proxy(broker_url: str) -> AsyncIterator[AmqpProxy]:
     listens); `proxy.url_for(broker_url)` is the URL to give the client."""
     parts = urlsplit(broker_url)
     proxy = AmqpProxy(parts.hostname or "127.0.0.1", parts.port or 5672)
-    server = await asyncio.start_server(proxy._serve, "127.0.0.1", 0)
-    proxy.port = server.sockets[0].getsockname()[1]
-    try:
-        yield proxy
-    finally:
-        server.close()
-        proxy.cut()
-        await server.wait_closed()
+    async with listening(proxy._serve) as port:
+        proxy.port = port
+        try:
+            yield proxy
+        finally:
+            proxy.cut()  # the relayed connections end too

@@ -5,7 +5,7 @@ import httpx
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Payment, PaymentStatus
+from app.models import Payment, PaymentStatus, PaymentStatusHistory, Refund, WebhookEvent
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -63,3 +63,29 @@ async def refund_sums(db: AsyncSession, payment_id: int) -> tuple[PaymentStatus,
     payment = await stored(db, payment_id)
     assert payment is not None
     return payment.payment_status, payment.amount_refunded, payment.amount_refund_pending, payment.version
+
+
+async def recorded_events(db: AsyncSession) -> list[tuple[Any, ...]]:
+    """(event_id, event_type, outcome, payment_id, delivery_count) of the provider events recorded."""
+    statement = select(WebhookEvent).order_by(WebhookEvent.id).execution_options(populate_existing=True)
+    return [
+        (e.event_id, e.event_type, e.outcome.value, e.payment_id, e.delivery_count) for e in await db.scalars(statement)
+    ]
+
+
+async def history(db: AsyncSession, payment_id: int) -> list[tuple[Any, ...]]:
+    """(from_status, to_status, actor, event_id) of the payment's status history, oldest first."""
+    statement = (
+        select(PaymentStatusHistory)
+        .where(PaymentStatusHistory.payment_id == payment_id)
+        .order_by(PaymentStatusHistory.id)
+    )
+    return [(h.from_status, h.to_status, h.actor, h.event_id) for h in await db.scalars(statement)]
+
+
+async def refund_rows(db: AsyncSession, payment_id: int | None = None) -> list[tuple[Any, ...]]:
+    """(amount, status, refund_id, actor) of the payment's refunds (every refund without one), oldest first."""
+    statement = select(Refund).order_by(Refund.id).execution_options(populate_existing=True)
+    if payment_id is not None:
+        statement = statement.where(Refund.payment_id == payment_id)
+    return [(r.amount, r.status, r.refund_id, r.actor) for r in await db.scalars(statement)]

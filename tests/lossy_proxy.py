@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import make_url
 
+from tests.live import listening
+
 
 @dataclass
 class LossyProxy:
@@ -72,10 +74,6 @@ class LossyProxy:
 async def lossy_proxy(upstream_url: str, marker: bytes) -> AsyncIterator[LossyProxy]:
     """A proxy on a free loopback port; its `port` is set once it listens."""
     proxy = LossyProxy(marker, upstream_url)
-    server = await asyncio.start_server(proxy._serve, "127.0.0.1", 0)
-    proxy.port = server.sockets[0].getsockname()[1]
-    try:
+    async with listening(proxy._serve) as port:
+        proxy.port = port
         yield proxy
-    finally:
-        server.close()
-        await server.wait_closed()

@@ -8,6 +8,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from tests.conftest import STRIPE_SECRET
+
 FIXTURES = Path(__file__).parent / "fixtures" / "stripe"
 _TEMPLATES = {
     "checkout.session": "checkout.session.completed.json",
@@ -45,3 +49,19 @@ def signed_headers(payload: bytes, secret: str) -> dict[str, str]:
 
 def encode(event: dict[str, Any]) -> bytes:
     return json.dumps(event).encode()
+
+
+WEBHOOK_URL = "/api/v1/webhooks/stripe"
+
+
+async def deliver(client: httpx.AsyncClient, event: dict[str, Any], secret: str = STRIPE_SECRET) -> httpx.Response:
+    """A Stripe delivery of `event` to the webhook route, signed with `secret`."""
+    payload = encode(event)
+    return await client.post(WEBHOOK_URL, content=payload, headers=signed_headers(payload, secret))
+
+
+def ack(response: httpx.Response, outcome: str, *, duplicate: bool = False) -> None:
+    """The webhook answered 200 with this outcome."""
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["received"], body["outcome"], body["duplicate"]) == (True, outcome, duplicate)

@@ -23,9 +23,9 @@ from app.models import Event
 from app.models import PaymentStatus as S
 from app.relay import Relay
 from app.services.housekeeping import purge_old_events
-from tests.conftest import STRIPE_SECRET, TokenFactory, make_payment
+from tests.conftest import TokenFactory, make_payment
 from tests.helpers import assert_problem
-from tests.stripe_events import encode, signed_headers, stripe_event
+from tests.stripe_events import ack, deliver, stripe_event
 
 PAYMENTS = "/api/v1/payments/"
 EVENTS = "/api/v1/events"
@@ -145,12 +145,7 @@ async def test_webhook_changes_write_events_as_stripe_and_anomalies_are_events(
         stripe_event("payment_intent.succeeded", "evt_ok"),
         stripe_event("payment_intent.succeeded", "evt_bad", amount=1),
     ):
-        payload = encode(event)
-        assert (
-            await client.post(
-                "/api/v1/webhooks/stripe", content=payload, headers=signed_headers(payload, STRIPE_SECRET)
-            )
-        ).status_code == 200
+        assert (await deliver(client, event)).status_code == 200
     assert await written(db, payment.id) == [
         ("payment.succeeded", "pending", "stripe"),
         ("payment.anomaly", None, "stripe"),
@@ -271,11 +266,7 @@ async def test_linking_a_stripe_refund_id_is_a_refund_updated_event(
         f"{PAYMENTS}{payment.id}/refunds", json={"amount": "40.00"}, headers=auth(9, service=True)
     )
     event = stripe_event("refund.updated", "evt_link", id="re_link", amount=4000, status="pending")
-    payload = encode(event)
-    response = await client.post(
-        "/api/v1/webhooks/stripe", content=payload, headers=signed_headers(payload, STRIPE_SECRET)
-    )
-    assert response.json()["outcome"] == "applied"
+    ack(await deliver(client, event), "applied")
     assert await written(db, payment.id) == [("refund.created", None, "service:9"), ("refund.updated", None, "stripe")]
     items = (await listed(client, auth, type="refund.updated"))["items"]
     assert [(item["data"]["object"]["id"], item["data"]["object"]["refund_id"]) for item in items] == [

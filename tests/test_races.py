@@ -3,7 +3,7 @@ not in process memory. Every request is really committed here, so these tests us
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
 from itertools import cycle
 from typing import Any
 
@@ -29,10 +29,10 @@ def live_database_url(server_url: str) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="module")
-def servers(live_database_url: str) -> Iterator[list[str]]:
-    env = {
-        "DATABASE_URL": live_database_url,
+def racing_env(database_url: str) -> dict[str, str]:
+    """The settings of the server processes that race here (and in the refund races)."""
+    return {
+        "DATABASE_URL": database_url,
         "SECRET_KEY": TEST_SECRET,
         "ENVIRONMENT": "test",
         "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET,
@@ -43,7 +43,11 @@ def servers(live_database_url: str) -> Iterator[list[str]]:
         "DB_POOL_TIMEOUT_SECONDS": "15",
         "IDEMPOTENCY_LOCK_TIMEOUT_SECONDS": "30",
     }
-    with uvicorn_servers(2, env) as live:
+
+
+@pytest.fixture(scope="module")
+def servers(live_database_url: str) -> Iterator[list[str]]:
+    with uvicorn_servers(2, racing_env(live_database_url)) as live:
         yield [server.url for server in live]
 
 
@@ -68,20 +72,26 @@ def headers_for(user_id: int, *, service: bool = False, **extra: str) -> dict[st
 Request = tuple[str, str, dict[str, Any] | bytes | None, dict[str, str]]  # a JSON body, or raw bytes
 
 
+def sent_to(
+    client: httpx.AsyncClient, servers: list[str], requests: Sequence[Request]
+) -> list[Awaitable[httpx.Response]]:
+    """Each request, alternating between the servers (not awaited yet)."""
+    return [
+        client.request(
+            method,
+            base + path,
+            json=None if isinstance(payload, bytes) else payload,
+            content=payload if isinstance(payload, bytes) else None,
+            headers=headers,
+        )
+        for base, (method, path, payload, headers) in zip(cycle(servers), requests, strict=False)
+    ]
+
+
 async def fire(servers: list[str], requests: Sequence[Request]) -> list[httpx.Response]:
     """Send all requests at once, alternating between the servers."""
     async with httpx.AsyncClient(timeout=30.0, limits=httpx.Limits(max_connections=200)) as client:
-        calls = [
-            client.request(
-                method,
-                base + path,
-                json=None if isinstance(payload, bytes) else payload,
-                content=payload if isinstance(payload, bytes) else None,
-                headers=headers,
-            )
-            for base, (method, path, payload, headers) in zip(cycle(servers), requests, strict=False)
-        ]
-        return list(await asyncio.gather(*calls))
+        return list(await asyncio.gather(*sent_to(client, servers, requests)))
 
 
 async def scalar(engine: AsyncEngine, statement: Any) -> Any:

@@ -8,7 +8,6 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from itertools import cycle
 from typing import Any
 
 import httpx
@@ -17,11 +16,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests import databases
-from tests.conftest import STRIPE_SECRET, TEST_SECRET
+from tests.conftest import STRIPE_SECRET
 from tests.helpers import REFUND_INVARIANT_BROKEN
 from tests.live import uvicorn_servers
 from tests.stripe_events import encode, signed_headers, stripe_event
-from tests.test_races import Request, headers_for
+from tests.test_races import Request, headers_for, racing_env, sent_to
 
 pytestmark = pytest.mark.slow
 
@@ -43,17 +42,7 @@ def live_database_url(server_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def servers(live_database_url: str) -> Iterator[list[str]]:
-    env = {  # as tests/test_races.py's servers
-        "DATABASE_URL": live_database_url,
-        "SECRET_KEY": TEST_SECRET,
-        "ENVIRONMENT": "test",
-        "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET,
-        "DB_REQUEST_TIMEOUT_SECONDS": "15",
-        "DB_STATEMENT_TIMEOUT_SECONDS": "15",
-        "DB_POOL_TIMEOUT_SECONDS": "15",
-        "IDEMPOTENCY_LOCK_TIMEOUT_SECONDS": "30",
-    }
-    with uvicorn_servers(2, env) as live:
+    with uvicorn_servers(2, racing_env(live_database_url)) as live:
         yield [server.url for server in live]
 
 
@@ -121,18 +110,7 @@ async def fire_while_locked(url: str, payment_id: int, servers: list[str], reque
         async with httpx.AsyncClient(timeout=30.0, limits=limits) as client, engine.connect() as holder:
             async with holder.begin() as transaction:
                 await holder.execute(text("SELECT 1 FROM payments WHERE id = :id FOR UPDATE"), {"id": payment_id})
-                sent = [
-                    asyncio.create_task(
-                        client.request(
-                            method,
-                            base + path,
-                            json=None if isinstance(payload, bytes) else payload,
-                            content=payload if isinstance(payload, bytes) else None,
-                            headers=headers,
-                        )
-                    )
-                    for base, (method, path, payload, headers) in zip(cycle(servers), requests, strict=False)
-                ]
+                sent = [asyncio.ensure_future(request) for request in sent_to(client, servers, requests)]
                 try:
                     while await lock_waiters(url) < can_wait(sent, len(servers)):
                         await asyncio.sleep(0.02)  # polling, bounded by the caller's deadline

@@ -13,35 +13,18 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Payment, PaymentStatusHistory, Refund, RefundReason, WebhookEvent
+from app.models import Payment, Refund, RefundReason, WebhookEvent
 from app.models import PaymentStatus as S
 from app.models import RefundStatus as R
-from tests.conftest import STRIPE_SECRET, TokenFactory, make_payment
+from tests.conftest import TokenFactory, make_payment
 from tests.helpers import assert_refund_invariant as assert_invariant
+from tests.helpers import history, recorded_events
+from tests.helpers import refund_rows as refunds
 from tests.helpers import refund_sums as sums
-from tests.stripe_events import FIXTURES, encode, signed_headers, stripe_event
+from tests.stripe_events import FIXTURES, ack, deliver, stripe_event
 
-URL = "/api/v1/webhooks/stripe"
 PI = "pi_3QcsPaymentIntent"  # the payment intent of every fixture
 SERVICE = 50  # a backend with the service role; the payments belong to user 1
-
-
-async def deliver(client: httpx.AsyncClient, event: dict[str, Any], secret: str = STRIPE_SECRET) -> httpx.Response:
-    payload = encode(event)
-    return await client.post(URL, content=payload, headers=signed_headers(payload, secret))
-
-
-def ack(response: httpx.Response, outcome: str, *, duplicate: bool = False) -> None:
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert (body["received"], body["outcome"], body["duplicate"]) == (True, outcome, duplicate)
-
-
-async def recorded_events(db: AsyncSession) -> list[tuple[Any, ...]]:
-    statement = select(WebhookEvent).order_by(WebhookEvent.id).execution_options(populate_existing=True)
-    return [
-        (e.event_id, e.event_type, e.outcome.value, e.payment_id, e.delivery_count) for e in await db.scalars(statement)
-    ]
 
 
 async def detail(db: AsyncSession, event_id: str) -> str:
@@ -49,23 +32,6 @@ async def detail(db: AsyncSession, event_id: str) -> str:
     value = (await db.execute(statement)).scalar_one()
     assert isinstance(value, str)
     return value
-
-
-async def history(db: AsyncSession, payment_id: int) -> list[tuple[Any, ...]]:
-    statement = (
-        select(PaymentStatusHistory)
-        .where(PaymentStatusHistory.payment_id == payment_id)
-        .order_by(PaymentStatusHistory.id)
-    )
-    return [(h.from_status, h.to_status, h.actor, h.event_id) for h in await db.scalars(statement)]
-
-
-async def refunds(db: AsyncSession, payment_id: int | None = None) -> list[tuple[Any, ...]]:
-    """(amount, status, refund_id, actor) of the payment's refunds (all refunds without one), oldest first."""
-    statement = select(Refund).order_by(Refund.id).execution_options(populate_existing=True)
-    if payment_id is not None:
-        statement = statement.where(Refund.payment_id == payment_id)
-    return [(r.amount, r.status, r.refund_id, r.actor) for r in await db.scalars(statement)]
 
 
 async def only_refund(db: AsyncSession, payment_id: int) -> Refund:

@@ -6,13 +6,13 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.metrics import REGISTRY
-from app.models import Payment, PaymentStatus, Refund, RefundStatus
+from app.models import Payment, PaymentStatus, RefundStatus
 from tests.conftest import TokenFactory, make_payment
-from tests.helpers import assert_problem, error_locations
+from tests.helpers import assert_problem, error_locations, refund_rows
 from tests.helpers import assert_refund_invariant as assert_invariant
 from tests.helpers import refund_sums as sums
 
@@ -22,15 +22,6 @@ SERVICE = 50  # the backend that records refunds (service role); the payments be
 def refunds_url(payment_id: int, refund_id: int | None = None) -> str:
     base = f"/api/v1/payments/{payment_id}/refunds"
     return base if refund_id is None else f"{base}/{refund_id}"
-
-
-async def refund_rows(db: AsyncSession, payment_id: int) -> list[tuple[Any, ...]]:
-    rows = await db.execute(
-        select(Refund.amount, Refund.status, Refund.refund_id, Refund.actor)
-        .where(Refund.payment_id == payment_id)
-        .order_by(Refund.id)
-    )
-    return [tuple(row) for row in rows.all()]
 
 
 async def history(db: AsyncSession, payment_id: int) -> list[tuple[Any, ...]]:

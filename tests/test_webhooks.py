@@ -8,41 +8,14 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Payment, PaymentStatusHistory, WebhookEvent
+from app.models import Payment, WebhookEvent
 from app.models import PaymentStatus as S
 from tests.conftest import STRIPE_OLD_SECRET, STRIPE_SECRET, TokenFactory, make_payment
-from tests.helpers import assert_problem, stored
-from tests.stripe_events import encode, sign, signed_headers, stripe_event
+from tests.helpers import assert_problem, history, recorded_events, stored
+from tests.stripe_events import WEBHOOK_URL, ack, deliver, encode, sign, stripe_event
 
-URL = "/api/v1/webhooks/stripe"
+URL = WEBHOOK_URL
 EVENTS = "/api/v1/webhooks/events"
-
-
-async def deliver(client: httpx.AsyncClient, event: dict[str, Any], secret: str = STRIPE_SECRET) -> httpx.Response:
-    payload = encode(event)
-    return await client.post(URL, content=payload, headers=signed_headers(payload, secret))
-
-
-async def recorded_events(db: AsyncSession) -> list[tuple[Any, ...]]:
-    statement = select(WebhookEvent).order_by(WebhookEvent.id).execution_options(populate_existing=True)
-    return [
-        (e.event_id, e.event_type, e.outcome.value, e.payment_id, e.delivery_count) for e in await db.scalars(statement)
-    ]
-
-
-async def history(db: AsyncSession, payment_id: int) -> list[tuple[Any, ...]]:
-    statement = (
-        select(PaymentStatusHistory)
-        .where(PaymentStatusHistory.payment_id == payment_id)
-        .order_by(PaymentStatusHistory.id)
-    )
-    return [(h.from_status, h.to_status, h.actor, h.event_id) for h in await db.scalars(statement)]
-
-
-def ack(response: httpx.Response, outcome: str, *, duplicate: bool = False) -> None:
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert (body["received"], body["outcome"], body["duplicate"]) == (True, outcome, duplicate)
 
 
 # Each row of the table: event, object fields, the status the payment starts in, the status it ends in.
